@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 import mmscore
 
 # TensorFlow start-up chatter (CUDA probes, oneDNN notes) is noise for a command-line user.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 app = typer.Typer(
     help="Label pairs of posts (text + image) as Implies, Contradictory or NoEntailment.",
@@ -69,3 +69,283 @@ def doctor() -> None:
     if not report.passed:
         raise fail("some checks failed", code=1)
     console.print("[green]all checks passed[/]")
+
+
+def _load_predictor(model: Path | None):
+    from mmscore.model.card import InvalidModelError
+    from mmscore.model.predictor import Predictor
+
+    try:
+        return Predictor.load(model)
+    except InvalidModelError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _fetcher(image_cache: Path | None, offline: bool, allow_private: bool, base_dir: Path, workers: int):
+    from mmscore.images.fetcher import FetchSettings, ImageFetcher
+    from mmscore.images.image_cache import ImageCache
+    from mmscore.images.url_policy import UrlPolicy
+
+    return ImageFetcher(
+        ImageCache(image_cache),
+        UrlPolicy(allow_private=allow_private),
+        FetchSettings(offline=offline),
+        base_dir=base_dir,
+        pool_size=workers,
+    )
+
+
+def _counts_table(title: str, counts: dict, total: int) -> Table:
+    table = Table(title=title)
+    table.add_column("value")
+    table.add_column("count", justify="right")
+    table.add_column("%", justify="right")
+    for key, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        table.add_row(str(key), str(n), f"{100 * n / max(total, 1):.1f}")
+    return table
+
+
+ImageCacheOpt = Annotated[
+    Path | None, typer.Option("--image-cache", help="Image cache directory [default: ~/.cache/mmscore/images].")
+]
+OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use only cached or local images; fetch nothing.")]
+PrivateOpt = Annotated[
+    bool,
+    typer.Option("--allow-private-urls", help="Allow image URLs on private/loopback hosts (internal use, tests)."),
+]
+
+
+@app.command()
+def score(
+    input: Annotated[str, typer.Argument(help="Pairs to label: .csv, .parquet, or - for CSV on stdin.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the labelled Parquet file.")],
+    model: Annotated[Path | None, typer.Option(help="Model directory [default: the model shipped with mmscore].")] = None,
+    image_cache: ImageCacheOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per model batch.")] = 32,
+    fetch_workers: Annotated[int, typer.Option(min=1, help="Concurrent image downloads.")] = 16,
+    offline: OfflineOpt = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run into the same OUTPUT.")] = False,
+    limit: Annotated[int | None, typer.Option(min=0, help="Score only the first N rows.")] = None,
+    allow_private_urls: PrivateOpt = False,
+) -> None:
+    """Label every pair: stream the input, fetch and cache images, write one output row per input row.
+
+    Output columns: all input columns, pred_label, prob_contradictory, prob_implies, prob_noentailment,
+    image_1_status, image_2_status, text_status. Run facts go into the Parquet file's metadata.
+    """
+    from mmscore.io.pairs_reader import InputError, open_pairs
+    from mmscore.io.scored_writer import OutputError
+    from mmscore.pipeline import ScoreOptions, score_pairs
+
+    if output.suffix.lower() not in (".parquet", ".pq"):
+        raise fail(f"{output}: output must be a .parquet file")
+    try:
+        source = open_pairs(input)
+    except InputError as exc:
+        raise fail(str(exc)) from exc
+    base_dir = Path.cwd() if input == "-" else Path(input).resolve().parent
+    fetcher = _fetcher(image_cache, offline, allow_private_urls, base_dir, fetch_workers)
+    options = ScoreOptions(batch_size=batch_size, fetch_workers=fetch_workers, limit=limit, resume=resume)
+    with console.status("loading model..."):
+        predictor = _load_predictor(model)
+    total = source.num_rows if limit is None or source.num_rows is None else min(limit, source.num_rows)
+    try:
+        summary = _score_with_progress(source, output, predictor, fetcher, options, total)
+    except (InputError, OutputError) as exc:
+        raise fail(str(exc)) from exc
+    _print_score_summary(summary, output)
+
+
+def _score_with_progress(source, output, predictor, fetcher, options, total):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mmscore.pipeline import SEEN, score_pairs
+
+    columns = [
+        TextColumn("[bold]scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} rows/s"),
+        TextColumn("images fetched {task.fields[fetched]} cached {task.fields[cached]} failed {task.fields[failed]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console, disable=not console.is_terminal, transient=False) as progress:
+        task = progress.add_task("score", total=total, rate=0.0, fetched=0, cached=0, failed=0)
+
+        def on_progress(rows: int, statuses) -> None:
+            elapsed = progress.tasks[task].elapsed or 1e-9
+            done = progress.tasks[task].completed + rows
+            failed = sum(n for s, n in statuses.items() if s not in (*SEEN, "missing"))
+            progress.update(
+                task,
+                advance=rows,
+                rate=done / elapsed,
+                fetched=statuses.get("ok", 0),
+                cached=statuses.get("cached", 0),
+                failed=failed,
+            )
+
+        return score_pairs(source, output, predictor, fetcher, options, on_progress)
+
+
+def _print_score_summary(summary, output: Path) -> None:
+    line = (
+        f"scored {summary.rows} rows -> {output} in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s); "
+        + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items()))
+    )
+    if not console.is_terminal:
+        console.print(line, highlight=False, soft_wrap=True)
+        return
+    console.print(_counts_table("predicted labels", dict(summary.labels), summary.rows - summary.resumed_rows))
+    images = sum(summary.image_statuses.values())
+    console.print(_counts_table("image status", dict(summary.image_statuses), images))
+    console.print(line, highlight=False)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Labelled pairs (.csv/.parquet): text_1, text_2, label [, image_*, id_*].")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path("model"),
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Folder of images named <id>.<ext> (uses id_1/id_2 columns).")
+    ] = None,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for folds and initialisation.")] = 0,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs per head fit.")] = 30,
+    loss: Annotated[
+        list[str] | None, typer.Option(help="Loss(es) to compare: cross_entropy, class_weighted, focal [default: all].")
+    ] = None,
+    image_cache: ImageCacheOpt = None,
+    offline: OfflineOpt = False,
+    allow_private_urls: PrivateOpt = False,
+) -> None:
+    """Train the entailment head on frozen encoders: cached embeddings, k-fold CV, loss chosen by macro-F1."""
+    from mmscore.io.pairs_reader import InputError
+    from mmscore.training import LOSSES, TrainOptions, train_model
+
+    if images is not None and not images.is_dir():
+        raise fail(f"{images}: --images must be a folder")
+    try:
+        options = TrainOptions(losses=tuple(loss or LOSSES), folds=folds, seed=seed, epochs=epochs)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    fetcher = _fetcher(image_cache, offline, allow_private_urls, data.resolve().parent, 16)
+    _report_devices()
+    try:
+        with console.status("training...") as status:
+            result = train_model(data, out, fetcher, images, options, progress=lambda m: status.update(m))
+    except InputError as exc:
+        raise fail(str(exc)) from exc
+    for name, metrics in result.per_loss.items():
+        marker = " (chosen)" if name == result.chosen_loss else ""
+        console.print(_metrics_table(f"{folds}-fold CV, loss={name}{marker}", metrics))
+    console.print(
+        f"skipped rows (empty text): {result.skipped_rows}; images: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(result.image_statuses.items()))
+        + f"; encoder calls this run: {dict(result.encoded)}; offsets {result.card.decision_offsets}"
+    )
+    console.print(f"saved model to {out} in {result.seconds:.1f} s")
+
+
+def _report_devices() -> None:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        console.print(f"training on GPU ({len(gpus)} device(s)), mixed precision")
+    else:
+        console.print("training on CPU")
+
+
+def _metrics_table(title: str, metrics: dict):
+    from mmscore.labels import LABELS
+
+    table = Table(title=title)
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="right" if column != "class" else "left")
+    for name, m in metrics["per_class"].items():
+        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    table.add_row("macro-F1", "", "", f"{metrics['macro_f1']:.3f}", "", style="bold")
+    table.add_row("accuracy", "", "", f"{metrics['accuracy']:.3f}", "")
+    confusion = Table(title="confusion (rows: gold, columns: predicted)")
+    confusion.add_column("gold \\ pred")
+    for name in LABELS:
+        confusion.add_column(name[:13], justify="right")
+    for name, row in zip(LABELS, metrics["confusion"], strict=True):
+        confusion.add_row(name, *map(str, row))
+    return Group(table, confusion)
+
+
+@app.command()
+def report(
+    scored: Annotated[Path, typer.Argument(help="A Parquet file written by `mmscore score`.")],
+    gold: Annotated[str, typer.Option(help="Column holding gold labels, when present.")] = "label",
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Also write a PNG: confusion matrix + confidence histogram.")] = None,
+) -> None:
+    """Summarise a scored file: label and confidence distributions, image statuses, metrics vs gold labels."""
+    import json
+
+    from mmscore.io.pairs_reader import InputError
+    from mmscore.report import build_report, plot_report
+
+    try:
+        result = build_report(scored, gold)
+    except InputError as exc:
+        raise fail(str(exc)) from exc
+    if plot:
+        plot_report(result, plot)
+    if json_out:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        return
+    _print_report(result)
+    if plot:
+        console.print(f"plot written to {plot}")
+
+
+def _print_report(result) -> None:
+    from mmscore.labels import LABELS
+    from mmscore.report import LOW_CONFIDENCE
+
+    facts = result.run_facts
+    console.print(
+        f"[bold]{result.path}[/]: {result.rows} rows; model {facts.get('model_id', '?')}, "
+        f"mmscore {facts.get('mmscore_version', '?')}, finished {facts.get('finished_at', '?')}, "
+        f"{facts.get('rows_per_second', '?')} rows/s",
+        highlight=False,
+    )
+    table = Table(title="predicted labels and confidence (max probability)")
+    for column in ("label", "rows", "%", "p10", "median", "p90", "histogram 0.33 → 1.0"):
+        table.add_column(column, justify="left" if column in ("label", "histogram 0.33 → 1.0") else "right")
+    bars = " ▁▂▃▄▅▆▇█"
+    for label in LABELS:
+        n = result.predicted.get(label, 0)
+        hist = result.confidence_hist[label]
+        top = max(hist) or 1
+        spark = "".join(bars[round(8 * h / top)] for h in hist)
+        q = result.confidence_quantiles.get(label, {})
+        table.add_row(
+            label,
+            str(n),
+            f"{100 * n / max(result.rows, 1):.1f}",
+            *(f"{q[k]:.2f}" if k in q else "-" for k in ("p10", "p50", "p90")),
+            spark,
+        )
+    console.print(table)
+    console.print(f"low confidence (max probability < {LOW_CONFIDENCE}): {result.low_confidence} rows")
+    for column, counts in result.image_statuses.items():
+        console.print(_counts_table(column, dict(counts), sum(counts.values())))
+    if result.gold_outside_labels:
+        console.print(f"gold labels outside {', '.join(LABELS)}: {dict(result.gold_outside_labels)} (not scored)")
+    if result.metrics is None:
+        console.print(f"no per-class report: {result.gold_missing_reason}")
+        return
+    console.print(_metrics_table(f"against gold column {result.gold_column!r}", result.metrics))
+    m, base = result.metrics, result.metrics["majority_baseline"]
+    console.print(
+        f"weighted-F1 {m['weighted_f1']:.3f}; majority baseline (always {base['label']}): "
+        f"accuracy {base['accuracy']:.3f}, macro-F1 {base['macro_f1']:.3f}"
+    )

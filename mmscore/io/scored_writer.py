@@ -1,0 +1,99 @@
+"""Write scored chunks as they finish, resumable after a crash, and publish one Parquet file at the end.
+
+Each finished chunk is written atomically as ``OUTPUT.parts/part-NNNNNN.parquet`` (a killed process leaves
+only whole parts). ``finish()`` streams the parts, in order, into a temporary file that is renamed onto
+OUTPUT, with the run facts in the file's key-value metadata, then removes the parts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmscore.io.pairs_reader import InputError
+
+METADATA_KEY = b"mmscore"
+MANIFEST = "manifest.json"
+
+
+class OutputError(OSError):
+    """The output cannot be written (disk full, permissions); the final path is left untouched."""
+
+
+class ScoredWriter:
+    """``write(table)`` per chunk; ``finish(facts)`` publishes. ``rows_done`` says where a resume starts."""
+
+    def __init__(self, output: Path, run_key: dict, *, resume: bool):
+        self.output = Path(output)
+        self.parts = self.output.with_name(self.output.name + ".parts")
+        self.run_key = run_key
+        self.rows_done = 0
+        self.part_count = 0
+        if resume and self.parts.is_dir():
+            self._adopt_existing_parts()
+        else:
+            shutil.rmtree(self.parts, ignore_errors=True)
+            self._guard(lambda: self.parts.mkdir(parents=True))
+            self._guard(lambda: (self.parts / MANIFEST).write_text(json.dumps(run_key, sort_keys=True)))
+
+    def _guard(self, action):
+        try:
+            return action()
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
+
+    def _adopt_existing_parts(self) -> None:
+        try:
+            previous = json.loads((self.parts / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous != self.run_key:
+            raise InputError(
+                f"cannot resume: {self.parts} was written for a different input, model or chunk size; "
+                "run again without --resume"
+            )
+        for path in sorted(self.parts.glob("part-*.parquet")):
+            if path.name != self._part_name(self.part_count):
+                break  # only a contiguous run of parts counts
+            self.rows_done += pq.ParquetFile(path).metadata.num_rows
+            self.part_count += 1
+
+    @staticmethod
+    def _part_name(index: int) -> str:
+        return f"part-{index:06d}.parquet"
+
+    def write(self, table: pa.Table) -> None:
+        final = self.parts / self._part_name(self.part_count)
+        tmp = final.with_suffix(".tmp")
+        self._guard(lambda: pq.write_table(table, tmp))
+        self._guard(lambda: os.replace(tmp, final))
+        self.rows_done += table.num_rows
+        self.part_count += 1
+
+    def finish(self, facts: dict, empty_schema: pa.Schema) -> None:
+        """Concatenate the parts into OUTPUT (atomically) with ``facts`` as metadata; drop the parts."""
+        part_paths = [self.parts / self._part_name(i) for i in range(self.part_count)]
+        schema = pq.read_schema(part_paths[0]) if part_paths else empty_schema
+        schema = schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: json.dumps(facts).encode()})
+        tmp = self.output.with_name(f".{self.output.name}.{os.getpid()}.tmp")
+        try:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for path in part_paths:
+                    writer.write_table(pq.read_table(path).replace_schema_metadata(schema.metadata))
+            os.replace(tmp, self.output)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
+        shutil.rmtree(self.parts, ignore_errors=True)
+
+
+def read_run_facts(path: Path) -> dict:
+    """The run facts ``mmscore score`` stored in a Parquet file's metadata ({} when absent)."""
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(METADATA_KEY)
+    return json.loads(raw) if raw else {}

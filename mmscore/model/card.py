@@ -1,0 +1,71 @@
+"""The model card: the JSON that sits beside the head weights and says how to rebuild and use them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mmscore.labels import LABELS
+
+CARD_FILE = "model_card.json"
+HEAD_FILE = "head.keras"
+
+
+class InvalidModelError(ValueError):
+    """A model directory that mmscore cannot use (missing files, wrong labels, unknown encoder)."""
+
+
+@dataclass
+class ModelCard:
+    text_encoder: str
+    image_encoder: str
+    encoder_versions: dict[str, str]
+    sequence_length: int
+    image_size: int
+    labels: list[str] = field(default_factory=lambda: list(LABELS))
+    decision_offsets: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    loss: str = "cross_entropy"
+    training_data_sha256: str = ""
+    training_rows: int = 0
+    cv_metrics: dict = field(default_factory=dict)
+    trained_at: str = ""
+    mmscore_version: str = ""
+    notes: str = ""
+
+    def validate(self) -> None:
+        from mmscore.encoders.registry import IMAGE_ENCODERS, TEXT_ENCODERS
+
+        if list(self.labels) != list(LABELS):
+            raise InvalidModelError(f"model labels {self.labels} differ from the contract {list(LABELS)}")
+        if len(self.decision_offsets) != len(LABELS):
+            raise InvalidModelError("decision_offsets must have one value per label")
+        if self.text_encoder not in TEXT_ENCODERS:
+            raise InvalidModelError(f"unknown text encoder {self.text_encoder!r}")
+        if self.image_encoder not in IMAGE_ENCODERS:
+            raise InvalidModelError(f"unknown image encoder {self.image_encoder!r}")
+        if not (8 <= self.sequence_length <= 512):
+            raise InvalidModelError("sequence_length must be within 8..512")
+
+    def model_id(self) -> str:
+        return f"{self.text_encoder}+{self.image_encoder}/{self.loss}/{self.training_data_sha256[:12] or 'untrained'}"
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelCard:
+        path = Path(directory) / CARD_FILE
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise InvalidModelError(f"{directory} is not an mmscore model directory (no {CARD_FILE})") from exc
+        except json.JSONDecodeError as exc:
+            raise InvalidModelError(f"{path} is not valid JSON: {exc}") from exc
+        known = {f for f in cls.__dataclass_fields__}
+        try:
+            card = cls(**{k: v for k, v in raw.items() if k in known})
+        except TypeError as exc:
+            raise InvalidModelError(f"{path}: {exc}") from exc
+        card.validate()
+        return card

@@ -1,0 +1,77 @@
+"""The trainable part: fuses two text embeddings and two (maybe missing) image embeddings into 3 labels.
+
+Inputs are encoder outputs, so the head trains in seconds on cached embeddings and runs after the
+frozen encoders at scoring time. Only registered layers are used: the saved file loads with
+``safe_mode=True`` and holds no pickled code.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from mmscore.labels import LABELS
+
+
+@keras.saving.register_keras_serializable(package="mmscore")
+class ModalityDropout(layers.Layer):
+    """While training, hide each present image with probability ``rate`` (the model must cope without)."""
+
+    def __init__(self, rate: float = 0.3, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, mask, training=False):
+        if not training or self.rate <= 0:
+            return mask
+        keep = keras.random.uniform(ops.shape(mask), seed=self.seed_generator) >= self.rate
+        return mask * ops.cast(keep, mask.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="mmscore")
+class PairFeatures(layers.Layer):
+    """``[a, b, |a - b|, a * b]``, each side first multiplied by its presence (0 hides a missing image)."""
+
+    def call(self, a, b, present_a=None, present_b=None):
+        if present_a is not None:
+            a = a * present_a
+            b = b * present_b
+        return ops.concatenate([a, b, ops.abs(a - b), a * b], axis=-1)
+
+
+def build_entailment_head(
+    text_dim: int,
+    image_dim: int,
+    *,
+    hidden: int = 64,
+    dropout: float = 0.5,
+    modality_dropout: float = 0.3,
+    l2: float = 1e-3,
+    seed: int = 0,
+) -> keras.Model:
+    """Inputs ``text_1, text_2, image_1, image_2, image_mask (B, 2)`` -> logits over :data:`LABELS`."""
+    reg = keras.regularizers.L2(l2)
+    text_1 = keras.Input((text_dim,), name="text_1")
+    text_2 = keras.Input((text_dim,), name="text_2")
+    image_1 = keras.Input((image_dim,), name="image_1")
+    image_2 = keras.Input((image_dim,), name="image_2")
+    image_mask = keras.Input((2,), name="image_mask")
+
+    mask = ModalityDropout(modality_dropout, seed=seed, name="modality_dropout")(image_mask)
+    present_1 = layers.Reshape((1,))(mask[:, 0])
+    present_2 = layers.Reshape((1,))(mask[:, 1])
+    text = PairFeatures(name="text_pair")(text_1, text_2)
+    text = layers.Dense(hidden, activation="gelu", kernel_regularizer=reg, name="text_proj")(text)
+    image = PairFeatures(name="image_pair")(image_1, image_2, present_1, present_2)
+    image = layers.Dense(hidden, activation="gelu", kernel_regularizer=reg, name="image_proj")(image)
+    x = layers.Concatenate(name="fusion")([text, image, mask])
+    x = layers.Dropout(dropout, seed=seed)(x)
+    x = layers.Dense(hidden // 2, activation="gelu", kernel_regularizer=reg, name="fused")(x)
+    x = layers.Dropout(dropout, seed=seed + 1)(x)
+    logits = layers.Dense(len(LABELS), name="logits", dtype="float32")(x)  # float32 under mixed precision
+    return keras.Model([text_1, text_2, image_1, image_2, image_mask], logits, name="entailment_head")

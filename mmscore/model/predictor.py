@@ -1,0 +1,105 @@
+"""Load a model directory (head weights + card) into a ready predictor."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from mmscore.model.card import CARD_FILE, HEAD_FILE, InvalidModelError, ModelCard
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
+
+
+def apply_offsets(logits: np.ndarray, offsets) -> np.ndarray:
+    """Softmax of logits shifted by the per-class decision offsets tuned for macro-F1."""
+    z = np.asarray(logits, np.float64) + np.asarray(offsets, np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+class Predictor:
+    """Encoders named by the card + the trained head; probabilities in the contract's label order.
+
+    >>> predictor = Predictor.load()            # the default model shipped with mmscore
+    >>> probs = predictor.predict_embeddings(t1, t2, i1, i2, image_mask)
+    """
+
+    def __init__(self, card: ModelCard, head):
+        self.card = card
+        self.head = head
+        self.offsets = np.asarray(card.decision_offsets, np.float32)
+
+    @classmethod
+    def load(cls, directory: Path | str | None = None) -> Predictor:
+        import keras
+
+        import mmscore.model.entailment_head  # noqa: F401  (registers the head's layers)
+
+        directory = Path(directory) if directory else DEFAULT_MODEL_DIR
+        if not (directory / HEAD_FILE).is_file():
+            raise InvalidModelError(f"{directory} is not an mmscore model directory (no {HEAD_FILE} / {CARD_FILE})")
+        card = ModelCard.load(directory)
+        head = keras.saving.load_model(directory / HEAD_FILE, compile=False, safe_mode=True)
+        return cls(card, head)
+
+    @cached_property
+    def text_encoder(self):
+        from mmscore.encoders import registry
+
+        return registry.text_encoder(self.card.text_encoder, self.card.sequence_length)
+
+    @cached_property
+    def image_encoder(self):
+        from mmscore.encoders import registry
+
+        return registry.image_encoder(self.card.image_encoder)
+
+    def predict_embeddings(self, text_1, text_2, image_1, image_2, image_mask) -> np.ndarray:
+        logits = self.head.predict(
+            {"text_1": text_1, "text_2": text_2, "image_1": image_1, "image_2": image_2, "image_mask": image_mask},
+            verbose=0,
+            batch_size=1024,
+        )
+        return apply_offsets(logits, self.offsets)
+
+    @cached_property
+    def scoring_step(self):
+        """A compiled function: one tokenised, decoded batch -> head logits."""
+        import tensorflow as tf
+
+        text_model = self.text_encoder.model
+        image_model = self.image_encoder.model
+        head = self.head
+        feature_dim = self.image_encoder.dim
+
+        @tf.function(reduce_retracing=True)
+        def step(ids_1, mask_1, ids_2, mask_2, image_1, image_2, image_mask):
+            n = tf.shape(ids_1)[0]
+            ids = tf.concat([ids_1, ids_2], 0)
+            mask = tf.concat([mask_1, mask_2], 0)
+            # Attention is masked, so trimming common padding changes nothing but the cost.
+            longest = tf.reduce_max(tf.reduce_sum(tf.cast(mask, tf.int32), 1))
+            length = tf.minimum(tf.shape(ids)[1], (longest + 7) // 8 * 8)
+            texts = text_model([ids[:, :length], mask[:, :length]], training=False)
+            # Run the image encoder only on images that exist; missing ones stay zero and masked.
+            images = tf.concat([image_1, image_2], 0)
+            present = tf.concat([image_mask[:, 0], image_mask[:, 1]], 0) > 0
+            where = tf.cast(tf.where(present), tf.int32)
+            pixels = tf.cast(tf.gather_nd(images, where), tf.float32) / 255.0
+            found = image_model(pixels, training=False)["features"]
+            features = tf.scatter_nd(where, found, tf.stack([2 * n, feature_dim]))
+            return head(
+                {
+                    "text_1": texts[:n],
+                    "text_2": texts[n:],
+                    "image_1": features[:n],
+                    "image_2": features[n:],
+                    "image_mask": image_mask,
+                },
+                training=False,
+            )
+
+        return step

@@ -1,0 +1,175 @@
+"""Summarise a Parquet file written by ``mmscore score``: distributions, statuses, and metrics vs gold labels.
+
+Reads only the columns it needs, in chunks: memory holds counters plus one byte per row for gold and
+predicted label codes (for scikit-learn's metrics), never the file itself.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmscore.io.pairs_reader import InputError
+from mmscore.io.scored_writer import read_run_facts
+from mmscore.labels import LABEL_INDEX, LABELS, PROB_COLUMNS
+
+LOW_CONFIDENCE = 0.5
+CONFIDENCE_BINS = np.linspace(1 / 3, 1.0, 11)
+NEEDED = ("pred_label", *PROB_COLUMNS)
+STATUS_COLUMNS = ("image_1_status", "image_2_status")
+
+
+@dataclass
+class ScoredReport:
+    path: str
+    rows: int = 0
+    predicted: Counter = field(default_factory=Counter)
+    confidence_hist: dict[str, list[int]] = field(default_factory=lambda: {k: [0] * 10 for k in LABELS})
+    confidence_quantiles: dict[str, dict[str, float]] = field(default_factory=dict)
+    image_statuses: dict[str, Counter] = field(default_factory=dict)
+    low_confidence: int = 0
+    run_facts: dict = field(default_factory=dict)
+    gold_column: str | None = None
+    gold_missing_reason: str | None = None
+    gold_outside_labels: Counter = field(default_factory=Counter)
+    metrics: dict | None = None
+
+    def to_json(self) -> dict:
+        """Stable, documented keys (see README, `mmscore report --json`)."""
+        return {
+            "file": self.path,
+            "rows": self.rows,
+            "predicted_counts": {k: self.predicted.get(k, 0) for k in LABELS},
+            "predicted_share": {k: self.predicted.get(k, 0) / max(self.rows, 1) for k in LABELS},
+            "confidence_bins": [round(float(b), 4) for b in CONFIDENCE_BINS],
+            "confidence_histogram": self.confidence_hist,
+            "confidence_quantiles": self.confidence_quantiles,
+            "low_confidence_threshold": LOW_CONFIDENCE,
+            "low_confidence_rows": self.low_confidence,
+            "image_status_counts": {k: dict(v) for k, v in self.image_statuses.items()},
+            "run": self.run_facts,
+            "gold_column": self.gold_column,
+            "gold_missing_reason": self.gold_missing_reason,
+            "gold_outside_labels": dict(self.gold_outside_labels),
+            "metrics": self.metrics,
+        }
+
+
+def _schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file") from exc
+
+
+def build_report(path: Path | str, gold: str = "label", chunk_rows: int = 65536) -> ScoredReport:
+    """Stream the scored file once and compute everything the report shows."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    names = _schema(path).names
+    missing = [c for c in NEEDED if c not in names]
+    if missing:
+        raise InputError(f"{path}: not written by `mmscore score` (missing {', '.join(missing)})")
+    report = ScoredReport(str(path), run_facts=read_run_facts(path))
+    has_gold = gold in names
+    report.gold_column = gold if has_gold else None
+    if not has_gold:
+        report.gold_missing_reason = f"no gold column {gold!r} in the file (use --gold COLUMN)"
+    statuses = [c for c in STATUS_COLUMNS if c in names]
+    report.image_statuses = {c: Counter() for c in statuses}
+    columns = [*NEEDED, *statuses, *([gold] if has_gold else [])]
+    confidences: dict[str, list[np.ndarray]] = {k: [] for k in LABELS}
+    gold_codes, pred_codes = [], []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
+        pred = np.array(batch.column("pred_label").to_pylist(), dtype=object)
+        probs = np.stack([batch.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1)
+        top = probs.max(1)
+        report.rows += batch.num_rows
+        report.predicted.update(pred.tolist())
+        report.low_confidence += int((top < LOW_CONFIDENCE).sum())
+        for label in LABELS:
+            chosen = top[pred == label]
+            counts, _ = np.histogram(chosen, CONFIDENCE_BINS)
+            report.confidence_hist[label] = [a + int(b) for a, b in zip(report.confidence_hist[label], counts, strict=True)]
+            # a reservoir would do for huge files; a float16 per row is small enough here
+            confidences[label].append(chosen.astype(np.float16))
+        for c in statuses:
+            report.image_statuses[c].update(batch.column(c).to_pylist())
+        if has_gold:
+            g = ["" if v is None else str(v) for v in batch.column(gold).to_pylist()]
+            known = np.array([v in LABEL_INDEX for v in g])
+            report.gold_outside_labels.update(v for v, k in zip(g, known, strict=True) if not k)
+            gold_codes.append(np.array([LABEL_INDEX[v] for v, k in zip(g, known, strict=True) if k], np.int8))
+            pred_codes.append(np.array([LABEL_INDEX.get(p, -1) for p in pred[known]], np.int8))
+    for label in LABELS:
+        values = np.concatenate(confidences[label]).astype(np.float32) if confidences[label] else np.zeros(0)
+        if values.size:
+            q = np.quantile(values, [0.1, 0.5, 0.9])
+            report.confidence_quantiles[label] = {"p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2])}
+    if has_gold:
+        y = np.concatenate(gold_codes) if gold_codes else np.zeros(0, np.int8)
+        p = np.concatenate(pred_codes) if pred_codes else np.zeros(0, np.int8)
+        report.metrics = gold_metrics(y, p) if y.size else None
+        if not y.size:
+            report.gold_missing_reason = f"gold column {gold!r} has no values among {', '.join(LABELS)}"
+    return report
+
+
+def gold_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    """scikit-learn's per-class and averaged metrics, the confusion matrix, and the majority baseline."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    labels = list(range(len(LABELS)))
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    majority = np.full_like(y, np.bincount(y, minlength=len(LABELS)).argmax())
+    return {
+        "per_class": {
+            LABELS[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i in labels
+        },
+        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y, pred, labels=labels, average="weighted", zero_division=0)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "confusion": confusion_matrix(y, pred, labels=labels).tolist(),
+        "majority_baseline": {
+            "label": LABELS[int(majority[0])],
+            "accuracy": float(accuracy_score(y, majority)),
+            "macro_f1": float(f1_score(y, majority, labels=labels, average="macro", zero_division=0)),
+        },
+    }
+
+
+def plot_report(report: ScoredReport, out: Path) -> None:
+    """PNG with the confusion matrix (when gold exists) and the confidence histogram per predicted label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 2 if report.metrics else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
+    ax = axes[0][0]
+    centres = (CONFIDENCE_BINS[:-1] + CONFIDENCE_BINS[1:]) / 2
+    width = (CONFIDENCE_BINS[1] - CONFIDENCE_BINS[0]) / (len(LABELS) + 1)
+    for i, label in enumerate(LABELS):
+        ax.bar(centres + (i - 1) * width, report.confidence_hist[label], width, label=label)
+    ax.set(title="confidence of the predicted label", xlabel="max probability", ylabel="rows")
+    ax.legend()
+    if report.metrics:
+        ax = axes[0][1]
+        matrix = np.array(report.metrics["confusion"])
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, str(v), ha="center", va="center")
+        ax.set_xticks(range(len(LABELS)), LABELS, rotation=20)
+        ax.set_yticks(range(len(LABELS)), LABELS)
+        ax.set(title=f"confusion (macro-F1 {report.metrics['macro_f1']:.3f})", xlabel="predicted", ylabel="gold")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

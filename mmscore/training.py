@@ -1,0 +1,324 @@
+"""Train the entailment head on frozen, cached encoder embeddings, with honest cross-validation.
+
+Flow: read labelled pairs -> find images -> embed (cached) -> k-fold CV per loss, decision offsets
+cross-fitted on out-of-fold predictions -> pick the loss by macro-F1 -> fit on all rows -> save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import mmscore
+from mmscore.images.decode import decode_image
+from mmscore.images.fetcher import ImageFetcher
+from mmscore.io.pairs_reader import REQUIRED_COLUMNS, InputError
+from mmscore.labels import LABEL_INDEX, LABELS
+from mmscore.model.card import HEAD_FILE, ModelCard
+from mmscore.model.embedding_cache import EmbeddingCache, cached_encode, content_key
+
+LOSSES = ("cross_entropy", "class_weighted", "focal")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    losses: tuple[str, ...] = LOSSES
+    folds: int = 5
+    seed: int = 0
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    sequence_length: int = 128
+    text_encoder: str = "minilm-l6-v2"
+    image_encoder: str = "mobilenet-v2-imagenet"
+
+    def __post_init__(self):
+        unknown = set(self.losses) - set(LOSSES)
+        if unknown or not self.losses:
+            raise ValueError(f"unknown loss(es) {sorted(unknown)}; choose from {', '.join(LOSSES)}")
+        if self.folds < 2:
+            raise ValueError("folds must be at least 2")
+
+
+@dataclass
+class PairEmbeddings:
+    text_1: np.ndarray
+    text_2: np.ndarray
+    image_1: np.ndarray
+    image_2: np.ndarray
+    image_mask: np.ndarray
+    image_statuses: Counter = field(default_factory=Counter)
+    encoded: Counter = field(default_factory=Counter)  # encoder calls this run, per modality
+
+    def head_inputs(self, rows=slice(None)) -> dict[str, np.ndarray]:
+        return {
+            "text_1": self.text_1[rows],
+            "text_2": self.text_2[rows],
+            "image_1": self.image_1[rows],
+            "image_2": self.image_2[rows],
+            "image_mask": self.image_mask[rows],
+        }
+
+
+@dataclass
+class TrainResult:
+    card: ModelCard
+    per_loss: dict[str, dict]
+    chosen_loss: str
+    skipped_rows: int
+    image_statuses: Counter
+    encoded: Counter
+    seconds: float = 0.0
+
+
+def read_labelled_pairs(path: Path) -> tuple[pd.DataFrame, int]:
+    """Labelled pairs as strings (ids intact); rows with an empty text are dropped and counted."""
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise InputError(f"{path}: unknown file type {path.suffix!r}; expected .csv or .parquet")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() == ".csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        else:
+            df = pd.read_parquet(path)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise InputError(f"{path}: unreadable ({str(exc).splitlines()[0]})") from exc
+    missing = [c for c in (*REQUIRED_COLUMNS, "label") if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing required column(s) {', '.join(missing)}")
+    unknown = sorted(set(df["label"].astype(str)) - set(LABELS))
+    if unknown:
+        raise InputError(f"{path}: unknown label value(s) {unknown}; expected {', '.join(LABELS)}")
+    texts_ok = df["text_1"].fillna("").str.strip().ne("") & df["text_2"].fillna("").str.strip().ne("")
+    return df[texts_ok].reset_index(drop=True), int((~texts_ok).sum())
+
+
+def image_refs(df: pd.DataFrame, side: int, images_dir: Path | None) -> list[str | None]:
+    """Where each row's image comes from: ``<images_dir>/<id>.<ext>`` when a dir is given, else the column."""
+    if images_dir is None:
+        column = f"image_{side}"
+        return list(df[column]) if column in df.columns else [None] * len(df)
+    ids = df[f"id_{side}"] if f"id_{side}" in df.columns else [None] * len(df)
+    present = {p.stem: p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    return [str(present[str(i)]) if i is not None and str(i) in present else None for i in ids]
+
+
+def embed_pairs(
+    df: pd.DataFrame,
+    images_dir: Path | None,
+    fetcher: ImageFetcher,
+    text_encoder,
+    image_encoder,
+    cache_root: Path | None = None,
+) -> PairEmbeddings:
+    """Text and image embeddings for every row, computed once and cached by content hash."""
+    text_cache = EmbeddingCache(f"{text_encoder.name}-{text_encoder.version}-len{text_encoder.sequence_length}", cache_root)
+    texts = list(df["text_1"]) + list(df["text_2"])
+    text_vectors, text_calls = cached_encode(
+        text_cache, [content_key(t) for t in texts], texts, text_encoder.encode, text_encoder.dim
+    )
+    n = len(df)
+    image_cache = EmbeddingCache(f"{image_encoder.name}-{image_encoder.version}", cache_root)
+    statuses: Counter = Counter()
+    keys, pixels, rows = [], [], []
+    for side in (1, 2):
+        for row, ref in enumerate(image_refs(df, side, images_dir)):
+            fetched = fetcher.fetch(ref)
+            decoded = decode_image(fetched.data, image_encoder.image_size) if fetched.data is not None else None
+            if decoded is None or decoded.pixels is None:
+                statuses[decoded.status if decoded else fetched.status] += 1
+                continue
+            statuses[fetched.status] += 1
+            keys.append(content_key(fetched.data))
+            pixels.append(decoded.pixels)
+            rows.append((side, row))
+    image_vectors, image_calls = cached_encode(image_cache, keys, pixels, image_encoder.encode, image_encoder.dim)
+    images = np.zeros((2, n, image_encoder.dim), np.float32)
+    mask = np.zeros((n, 2), np.float32)
+    for (side, row), vector in zip(rows, image_vectors, strict=True):
+        images[side - 1, row] = vector
+        mask[row, side - 1] = 1.0
+    return PairEmbeddings(
+        text_vectors[:n],
+        text_vectors[n:],
+        images[0],
+        images[1],
+        mask,
+        statuses,
+        Counter(text=text_calls, image=image_calls),
+    )
+
+
+def _loss_and_weights(loss: str, y: np.ndarray):
+    import keras
+
+    if loss == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(gamma=2.0, from_logits=True), None
+    weights = None
+    if loss == "class_weighted":
+        counts = np.bincount(y, minlength=len(LABELS)).astype(np.float64)
+        weights = {i: float(len(y) / (len(LABELS) * max(c, 1))) for i, c in enumerate(counts)}
+    return keras.losses.CategoricalCrossentropy(from_logits=True), weights
+
+
+def fit_head(emb: PairEmbeddings, y: np.ndarray, rows: np.ndarray, loss: str, options: TrainOptions, seed: int):
+    """A fresh head trained on ``rows``."""
+    import keras
+
+    from mmscore.model.entailment_head import build_entailment_head
+
+    keras.utils.set_random_seed(seed)
+    head = build_entailment_head(emb.text_1.shape[1], emb.image_1.shape[1], seed=seed)
+    loss_fn, class_weight = _loss_and_weights(loss, y[rows])
+    head.compile(optimizer=keras.optimizers.AdamW(options.learning_rate, weight_decay=1e-4), loss=loss_fn)
+    targets = np.eye(len(LABELS), dtype=np.float32)[y[rows]]
+    head.fit(
+        emb.head_inputs(rows),
+        targets,
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        class_weight=class_weight,
+        shuffle=True,
+        verbose=0,
+    )
+    return head
+
+
+def head_logits(head, emb: PairEmbeddings, rows=slice(None)) -> np.ndarray:
+    return np.asarray(head.predict(emb.head_inputs(rows), batch_size=1024, verbose=0))
+
+
+def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, pred, labels=range(len(LABELS)), average="macro", zero_division=0))
+
+
+def tune_offsets(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-class logit offsets (NoEntailment fixed at 0) that maximise macro-F1 on ``logits``."""
+    grid = np.arange(-2.0, 4.01, 0.25)
+    best, best_score = np.zeros(len(LABELS)), -1.0
+    base = LABEL_INDEX["NoEntailment"]
+    others = [i for i in range(len(LABELS)) if i != base]
+    for a in grid:
+        for b in grid:
+            offsets = np.zeros(len(LABELS))
+            offsets[others] = (a, b)
+            score = macro_f1(y, (logits + offsets).argmax(1))
+            # ties go to the smaller shift: less distortion of the probabilities
+            if score > best_score + 1e-9 or (
+                abs(score - best_score) <= 1e-9 and np.abs(offsets).sum() < np.abs(best).sum()
+            ):
+                best, best_score = offsets, score
+    return best
+
+
+def evaluate(y: np.ndarray, pred: np.ndarray) -> dict:
+    """Per-class precision/recall/F1/support, macro-F1, accuracy and the confusion matrix (scikit-learn)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    labels = list(range(len(LABELS)))
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    return {
+        "per_class": {
+            LABELS[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i in labels
+        },
+        "macro_f1": float(np.mean(f)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "confusion": confusion_matrix(y, pred, labels=labels).tolist(),
+    }
+
+
+def cross_validate(emb: PairEmbeddings, y: np.ndarray, loss: str, options: TrainOptions) -> tuple[dict, np.ndarray]:
+    """Stratified k-fold metrics with cross-fitted offsets; also returns the out-of-fold logits."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = list(StratifiedKFold(options.folds, shuffle=True, random_state=options.seed).split(y, y))
+    oof = np.zeros((len(y), len(LABELS)), np.float32)
+    for k, (train_rows, test_rows) in enumerate(folds):
+        oof[test_rows] = head_logits(fit_head(emb, y, train_rows, loss, options, options.seed + k), emb, test_rows)
+    pred = np.zeros(len(y), np.int64)
+    for _train_rows, test_rows in folds:
+        # Offsets for a fold are tuned on the other folds' predictions, never on its own labels.
+        others = np.setdiff1d(np.arange(len(y)), test_rows)
+        pred[test_rows] = (oof[test_rows] + tune_offsets(oof[others], y[others])).argmax(1)
+    metrics = evaluate(y, pred)
+    metrics["without_offsets"] = evaluate(y, oof.argmax(1))
+    return metrics, oof
+
+
+def data_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def train_model(
+    data: Path,
+    out_dir: Path,
+    fetcher: ImageFetcher,
+    images_dir: Path | None = None,
+    options: TrainOptions = TrainOptions(),
+    progress: Progress = lambda _msg: None,
+    cache_root: Path | None = None,
+) -> TrainResult:
+    """The whole recipe; writes ``head.keras`` and ``model_card.json`` into ``out_dir``."""
+    import time
+
+    from mmscore.encoders import registry
+
+    started = time.perf_counter()
+    df, skipped = read_labelled_pairs(data)
+    y = np.array([LABEL_INDEX[v] for v in df["label"]], np.int64)
+    counts = np.bincount(y, minlength=len(LABELS))
+    if (counts < options.folds).any():
+        short = [f"{LABELS[i]} ({c})" for i, c in enumerate(counts) if c < options.folds]
+        raise InputError(f"{data}: fewer than {options.folds} examples of {', '.join(short)} for {options.folds}-fold CV")
+    progress(f"{len(df)} pairs ({skipped} skipped for empty text); loading encoders")
+    text = registry.text_encoder(options.text_encoder, options.sequence_length)
+    image = registry.image_encoder(options.image_encoder)
+    progress("embedding texts and images (cached)")
+    emb = embed_pairs(df, images_dir, fetcher, text, image, cache_root)
+    per_loss, oofs = {}, {}
+    for loss in options.losses:
+        progress(f"{options.folds}-fold cross-validation, loss={loss}")
+        per_loss[loss], oofs[loss] = cross_validate(emb, y, loss, options)
+    chosen = max(options.losses, key=lambda name: per_loss[name]["macro_f1"])
+    progress(f"fitting the final head on all rows, loss={chosen}")
+    head = fit_head(emb, y, np.arange(len(y)), chosen, options, options.seed)
+    card = ModelCard(
+        text_encoder=text.name,
+        image_encoder=image.name,
+        encoder_versions={text.name: text.version, image.name: image.version},
+        sequence_length=options.sequence_length,
+        image_size=image.image_size,
+        decision_offsets=[float(x) for x in tune_offsets(oofs[chosen], y)],
+        loss=chosen,
+        training_data_sha256=data_sha256(data),
+        training_rows=len(df),
+        cv_metrics={"folds": options.folds, "seed": options.seed, "chosen": chosen, "per_loss": per_loss},
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        mmscore_version=mmscore.__version__,
+        notes=f"images found: {int(emb.image_mask.sum())} of {2 * len(df)}",
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    head.save(out_dir / HEAD_FILE)
+    card.save(out_dir)
+    return TrainResult(
+        card, per_loss, chosen, skipped, emb.image_statuses, emb.encoded, time.perf_counter() - started
+    )
