@@ -119,7 +119,9 @@ PrivateOpt = Annotated[
 def score(
     input: Annotated[str, typer.Argument(help="Pairs to label: .csv, .parquet, or - for CSV on stdin.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the labelled Parquet file.")],
-    model: Annotated[Path | None, typer.Option(help="Model directory [default: the model shipped with mmscore].")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model directory [default: the model shipped with mmscore].")
+    ] = None,
     image_cache: ImageCacheOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per model batch.")] = 32,
     fetch_workers: Annotated[int, typer.Option(min=1, help="Concurrent image downloads.")] = 16,
@@ -135,7 +137,7 @@ def score(
     """
     from mmscore.io.pairs_reader import InputError, open_pairs
     from mmscore.io.scored_writer import OutputError
-    from mmscore.pipeline import ScoreOptions, score_pairs
+    from mmscore.pipeline import ScoreOptions
 
     if output.suffix.lower() not in (".parquet", ".pq"):
         raise fail(f"{output}: output must be a .parquet file")
@@ -204,7 +206,9 @@ def _print_score_summary(summary, output: Path) -> None:
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Labelled pairs (.csv/.parquet): text_1, text_2, label [, image_*, id_*].")],
+    data: Annotated[
+        Path, typer.Argument(help="Labelled pairs (.csv/.parquet): text_1, text_2, label [, image_*, id_*].")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path("model"),
     images: Annotated[
         Path | None, typer.Option("--images", help="Folder of images named <id>.<ext> (uses id_1/id_2 columns).")
@@ -284,7 +288,9 @@ def report(
     scored: Annotated[Path, typer.Argument(help="A Parquet file written by `mmscore score`.")],
     gold: Annotated[str, typer.Option(help="Column holding gold labels, when present.")] = "label",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
-    plot: Annotated[Path | None, typer.Option(help="Also write a PNG: confusion matrix + confidence histogram.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Also write a PNG: confusion matrix + confidence histogram.")
+    ] = None,
 ) -> None:
     """Summarise a scored file: label and confidence distributions, image statuses, metrics vs gold labels."""
     import json
@@ -349,3 +355,7 @@ def _print_report(result) -> None:
         f"weighted-F1 {m['weighted_f1']:.3f}; majority baseline (always {base['label']}): "
         f"accuracy {base['accuracy']:.3f}, macro-F1 {base['macro_f1']:.3f}"
     )
+
+
+if __name__ == "__main__":
+    app()

@@ -96,7 +96,9 @@ def build_report(path: Path | str, gold: str = "label", chunk_rows: int = 65536)
         for label in LABELS:
             chosen = top[pred == label]
             counts, _ = np.histogram(chosen, CONFIDENCE_BINS)
-            report.confidence_hist[label] = [a + int(b) for a, b in zip(report.confidence_hist[label], counts, strict=True)]
+            report.confidence_hist[label] = [
+                a + int(b) for a, b in zip(report.confidence_hist[label], counts, strict=True)
+            ]
             # a reservoir would do for huge files; a float16 per row is small enough here
             confidences[label].append(chosen.astype(np.float16))
         for c in statuses:

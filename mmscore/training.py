@@ -110,7 +110,7 @@ def image_refs(df: pd.DataFrame, side: int, images_dir: Path | None) -> list[str
         column = f"image_{side}"
         return list(df[column]) if column in df.columns else [None] * len(df)
     ids = df[f"id_{side}"] if f"id_{side}" in df.columns else [None] * len(df)
-    present = {p.stem: p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    present = {p.stem: p for p in Path(images_dir).resolve().iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     return [str(present[str(i)]) if i is not None and str(i) in present else None for i in ids]
 
 
@@ -123,7 +123,9 @@ def embed_pairs(
     cache_root: Path | None = None,
 ) -> PairEmbeddings:
     """Text and image embeddings for every row, computed once and cached by content hash."""
-    text_cache = EmbeddingCache(f"{text_encoder.name}-{text_encoder.version}-len{text_encoder.sequence_length}", cache_root)
+    text_cache = EmbeddingCache(
+        f"{text_encoder.name}-{text_encoder.version}-len{text_encoder.sequence_length}", cache_root
+    )
     texts = list(df["text_1"]) + list(df["text_2"])
     text_vectors, text_calls = cached_encode(
         text_cache, [content_key(t) for t in texts], texts, text_encoder.encode, text_encoder.dim
@@ -287,7 +289,9 @@ def train_model(
     counts = np.bincount(y, minlength=len(LABELS))
     if (counts < options.folds).any():
         short = [f"{LABELS[i]} ({c})" for i, c in enumerate(counts) if c < options.folds]
-        raise InputError(f"{data}: fewer than {options.folds} examples of {', '.join(short)} for {options.folds}-fold CV")
+        raise InputError(
+            f"{data}: fewer than {options.folds} examples of {', '.join(short)} for {options.folds}-fold CV"
+        )
     progress(f"{len(df)} pairs ({skipped} skipped for empty text); loading encoders")
     text = registry.text_encoder(options.text_encoder, options.sequence_length)
     image = registry.image_encoder(options.image_encoder)
@@ -319,6 +323,4 @@ def train_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     head.save(out_dir / HEAD_FILE)
     card.save(out_dir)
-    return TrainResult(
-        card, per_loss, chosen, skipped, emb.image_statuses, emb.encoded, time.perf_counter() - started
-    )
+    return TrainResult(card, per_loss, chosen, skipped, emb.image_statuses, emb.encoded, time.perf_counter() - started)

@@ -16,36 +16,109 @@ HERE = Path(__file__).resolve().parent
 
 # (text_1, image_1 drawing, text_2, image_2 drawing, gold label)
 PAIRS = [
-    ("The river bridge is closed to traffic all weekend.", "bridge", "Bridge over the river shut until Monday.", "bridge", "Implies"),
+    (
+        "The river bridge is closed to traffic all weekend.",
+        "bridge",
+        "Bridge over the river shut until Monday.",
+        "bridge",
+        "Implies",
+    ),
     ("Our team won the final 3-1 tonight!", "ball", "Final score tonight: we lost 1-3.", "ball", "Contradictory"),
-    ("Sunny skies expected across the coast today.", "sun", "Heavy rain warning for the coast today.", "rain", "Contradictory"),
-    ("New bakery opens on Main Street this Friday.", "bread", "Friday: grand opening of the Main St bakery.", "bread", "Implies"),
-    ("The museum adds a dinosaur hall.", "bones", "Tickets for the spring concert are on sale.", "notes", "NoEntailment"),
-    ("City council approves the new bike lanes.", "bike", "Bike lanes are coming to the city after today's vote.", "bike", "Implies"),
+    (
+        "Sunny skies expected across the coast today.",
+        "sun",
+        "Heavy rain warning for the coast today.",
+        "rain",
+        "Contradictory",
+    ),
+    (
+        "New bakery opens on Main Street this Friday.",
+        "bread",
+        "Friday: grand opening of the Main St bakery.",
+        "bread",
+        "Implies",
+    ),
+    (
+        "The museum adds a dinosaur hall.",
+        "bones",
+        "Tickets for the spring concert are on sale.",
+        "notes",
+        "NoEntailment",
+    ),
+    (
+        "City council approves the new bike lanes.",
+        "bike",
+        "Bike lanes are coming to the city after today's vote.",
+        "bike",
+        "Implies",
+    ),
     ("The library will stay open until midnight.", "book", "The library now closes at 6 pm.", "book", "Contradictory"),
     ("Our cat turned ten today.", "cat", "Stock markets ended the week higher.", "chart", "NoEntailment"),
-    ("Train service resumes after the storm.", "train", "Trains are running again now the storm has passed.", "train", "Implies"),
+    (
+        "Train service resumes after the storm.",
+        "train",
+        "Trains are running again now the storm has passed.",
+        "train",
+        "Implies",
+    ),
     ("Marathon route changes this year.", "runner", "Recipe: lemon cake in 30 minutes.", "cake", "NoEntailment"),
     ("Power is back in all neighbourhoods.", "bulb", "Thousands still without power tonight.", "dark", "Contradictory"),
     ("The festival starts at noon on Saturday.", "tent", "Saturday festival kicks off at 12.", "tent", "Implies"),
-    ("New phone released with a bigger screen.", "phone", "Farmers expect a good apple harvest.", "apple", "NoEntailment"),
+    (
+        "New phone released with a bigger screen.",
+        "phone",
+        "Farmers expect a good apple harvest.",
+        "apple",
+        "NoEntailment",
+    ),
     ("The zoo welcomed a baby giraffe.", "giraffe", "A giraffe calf was born at the zoo.", "", "Implies"),
     ("Schools closed tomorrow due to snow.", "snow", "All schools open as usual tomorrow.", "school", "Contradictory"),
-    ("Café owners in Zürich celebrate a record summer.", "cup", "Summer was a record season for cafés.", "cup", "Implies"),
+    (
+        "Café owners in Zürich celebrate a record summer.",
+        "cup",
+        "Summer was a record season for cafés.",
+        "cup",
+        "Implies",
+    ),
     ("The highway expansion is finished.", "road", "", "road", "NoEntailment"),
-    ("A new exhibit on space travel opens today.", "rocket", "Local bakery wins a bread award.", "missing-file", "NoEntailment"),
+    (
+        "A new exhibit on space travel opens today.",
+        "rocket",
+        "Local bakery wins a bread award.",
+        "missing-file",
+        "NoEntailment",
+    ),
     ("Ferry tickets are half price in June.", "boat", "June ferry fares cut by 50%.", "boat", "Implies"),
     ("The mayor resigned this morning.", "", "The mayor says she will not resign.", "", "Contradictory"),
 ]
 
 COLOURS = {
-    "bridge": (120, 120, 140), "ball": (30, 160, 60), "sun": (250, 210, 40), "rain": (60, 90, 160),
-    "bread": (200, 150, 80), "bones": (230, 230, 210), "notes": (40, 40, 40), "bike": (200, 40, 40),
-    "book": (120, 60, 30), "cat": (160, 160, 160), "chart": (20, 120, 200), "train": (90, 20, 20),
-    "runner": (240, 120, 20), "cake": (250, 230, 150), "bulb": (255, 240, 120), "dark": (15, 15, 30),
-    "tent": (60, 140, 100), "phone": (30, 30, 30), "apple": (200, 20, 30), "giraffe": (220, 170, 60),
-    "snow": (245, 245, 255), "school": (180, 80, 60), "cup": (110, 70, 40), "road": (80, 80, 80),
-    "rocket": (200, 200, 220), "boat": (30, 100, 180),
+    "bridge": (120, 120, 140),
+    "ball": (30, 160, 60),
+    "sun": (250, 210, 40),
+    "rain": (60, 90, 160),
+    "bread": (200, 150, 80),
+    "bones": (230, 230, 210),
+    "notes": (40, 40, 40),
+    "bike": (200, 40, 40),
+    "book": (120, 60, 30),
+    "cat": (160, 160, 160),
+    "chart": (20, 120, 200),
+    "train": (90, 20, 20),
+    "runner": (240, 120, 20),
+    "cake": (250, 230, 150),
+    "bulb": (255, 240, 120),
+    "dark": (15, 15, 30),
+    "tent": (60, 140, 100),
+    "phone": (30, 30, 30),
+    "apple": (200, 20, 30),
+    "giraffe": (220, 170, 60),
+    "snow": (245, 245, 255),
+    "school": (180, 80, 60),
+    "cup": (110, 70, 40),
+    "road": (80, 80, 80),
+    "rocket": (200, 200, 220),
+    "boat": (30, 100, 180),
 }
 
 
@@ -72,7 +145,11 @@ def main() -> None:
     images.mkdir(exist_ok=True)
     rows = []
     for i, (t1, s1, t2, s2, label) in enumerate(PAIRS):
-        row = {"id_1": str(1_700_000_000_000_000_000 + 2 * i), "text_1": t1, "id_2": str(1_700_000_000_000_000_001 + 2 * i)}
+        row = {
+            "id_1": str(1_700_000_000_000_000_000 + 2 * i),
+            "text_1": t1,
+            "id_2": str(1_700_000_000_000_000_001 + 2 * i),
+        }
         row.update(text_2=t2, label=label)
         for side, subject in ((1, s1), (2, s2)):
             if subject in COLOURS:

@@ -33,3 +33,90 @@ def image_encoder():
     from mmscore.encoders import registry
 
     return registry.image_encoder()
+
+
+def png_bytes(colour=(200, 30, 30), size=(64, 48), mode="RGB") -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new(mode, size, colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class ImageServer:
+    """A real HTTP server on 127.0.0.1 with per-path behaviour and a hit counter."""
+
+    def __init__(self):
+        import threading
+        from collections import Counter
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.hits: Counter = Counter()
+        self.routes: dict = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.hits[self.path] += 1
+                route = server.routes.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                status, headers, body = route(server.hits[self.path])
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def image(self, path: str, body: bytes, content_type: str = "image/png") -> str:
+        self.routes[path] = lambda _n: (200, {"Content-Type": content_type}, body)
+        return self.url(path)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def image_server():
+    server = ImageServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, text_encoder, image_encoder):
+    """A small model directory with a freshly initialised head (encoders are the real ones)."""
+    from mmscore.model.card import HEAD_FILE, ModelCard
+    from mmscore.model.entailment_head import build_entailment_head
+
+    directory = tmp_path_factory.mktemp("model")
+    head = build_entailment_head(text_encoder.dim, image_encoder.dim, seed=1)
+    head.save(directory / HEAD_FILE)
+    ModelCard(
+        text_encoder=text_encoder.name,
+        image_encoder=image_encoder.name,
+        encoder_versions={},
+        sequence_length=text_encoder.sequence_length,
+        image_size=image_encoder.image_size,
+        training_data_sha256="test",
+    ).save(directory)
+    return directory

@@ -88,9 +88,14 @@ class Predictor:
             images = tf.concat([image_1, image_2], 0)
             present = tf.concat([image_mask[:, 0], image_mask[:, 1]], 0) > 0
             where = tf.cast(tf.where(present), tf.int32)
-            pixels = tf.cast(tf.gather_nd(images, where), tf.float32) / 255.0
-            found = image_model(pixels, training=False)["features"]
-            features = tf.scatter_nd(where, found, tf.stack([2 * n, feature_dim]))
+            shape = tf.stack([2 * n, feature_dim])
+
+            def encode_present():
+                pixels = tf.cast(tf.gather_nd(images, where), tf.float32) / 255.0
+                return tf.scatter_nd(where, image_model(pixels, training=False)["features"], shape)
+
+            # An empty batch trips oneDNN's batch norm, and there is nothing to encode anyway.
+            features = tf.cond(tf.size(where) > 0, encode_present, lambda: tf.zeros(shape))
             return head(
                 {
                     "text_1": texts[:n],

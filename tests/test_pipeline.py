@@ -1,0 +1,174 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from conftest import png_bytes
+
+from mmscore.images.fetcher import FetchSettings, ImageFetcher
+from mmscore.images.image_cache import ImageCache
+from mmscore.images.url_policy import UrlPolicy
+from mmscore.io.pairs_reader import open_pairs
+from mmscore.io.scored_writer import read_run_facts
+from mmscore.labels import LABELS, PROB_COLUMNS
+from mmscore.model.predictor import Predictor
+from mmscore.pipeline import ScoreOptions, prepare_chunk, score_pairs
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return Predictor.load(model_dir)
+
+
+def _fetcher(tmp_path, **kw):
+    return ImageFetcher(
+        ImageCache(tmp_path / "cache"), UrlPolicy(allow_private=True), FetchSettings(backoff=0.01, **kw)
+    )
+
+
+def _mixed_pairs(server, n=45):
+    good = [server.image(f"/ok{i}.png", png_bytes((40 * i % 255, 90, 200))) for i in range(5)]
+    server.routes["/html.png"] = lambda _n: (200, {"Content-Type": "image/png"}, b"<html></html>")
+    refs = [*good, server.url("/gone.png"), server.url("/html.png"), "", None]
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "id": str(10**18 + i),
+                "text_1": "" if i % 11 == 3 else f"Post number {i} about the harbour.",
+                "text_2": f"Another post {i % 7} on the harbour.",
+                "image_1": refs[i % len(refs)],
+                "image_2": refs[(i * 3) % len(refs)],
+                "extra": i * 1.5,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_order_count_statuses_and_probabilities(tmp_path, image_server, predictor):
+    df = _mixed_pairs(image_server)
+    df.to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    summary = score_pairs(open_pairs(tmp_path / "in.parquet"), out, predictor, _fetcher(tmp_path), ScoreOptions(8, 2))
+    result = pq.read_table(out).to_pandas()
+    assert summary.rows == len(result) == len(df)
+    assert result["id"].tolist() == df["id"].tolist()
+    assert result["extra"].tolist() == df["extra"].tolist()
+    assert set(result["pred_label"]) <= set(LABELS)
+    np.testing.assert_allclose(result[list(PROB_COLUMNS)].sum(1), 1.0, atol=1e-5)
+    for ref, status in zip(df["image_1"], result["image_1_status"], strict=True):
+        if not isinstance(ref, str) or not ref:
+            assert status == "missing"
+        elif ref.endswith("gone.png"):
+            assert status == "http_404"
+        elif ref.endswith("html.png"):
+            assert status == "not_an_image"
+        else:
+            assert status in ("ok", "cached")
+    assert (result["text_status"] == "empty_text_1").sum() == (df["text_1"] == "").sum()
+    facts = read_run_facts(out)
+    assert facts["rows"] == len(df) and facts["model_id"] == predictor.card.model_id()
+    assert not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_second_run_is_identical_and_fetches_nothing(tmp_path, image_server, predictor):
+    df = _mixed_pairs(image_server, 20)
+    df.to_parquet(tmp_path / "in.parquet")
+    fetcher = _fetcher(tmp_path)
+    score_pairs(open_pairs(tmp_path / "in.parquet"), tmp_path / "a.parquet", predictor, fetcher, ScoreOptions(8, 2))
+    hits = sum(image_server.hits.values())
+    score_pairs(open_pairs(tmp_path / "in.parquet"), tmp_path / "b.parquet", predictor, fetcher, ScoreOptions(8, 2))
+    a, b = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
+    pd.testing.assert_frame_equal(a[list(PROB_COLUMNS)], b[list(PROB_COLUMNS)])
+    fetched_again = sum(image_server.hits.values()) - hits
+    assert fetched_again == 2 * (df["image_1"].str.contains("gone", na=False).sum() > 0)  # only the 404s retried
+    assert "ok" not in set(b["image_1_status"]) | set(b["image_2_status"])
+
+
+def test_image_2_is_not_image_1(tmp_path, image_server, predictor):
+    """Guards the reference example's bug: image_2 must come from the image_2 column."""
+    red, blue = (
+        image_server.image("/red.png", png_bytes((255, 0, 0))),
+        image_server.image("/blue.png", png_bytes((0, 0, 255))),
+    )
+    df = pd.DataFrame({"text_1": ["a"], "text_2": ["b"], "image_1": [red], "image_2": [blue]})
+    df.to_parquet(tmp_path / "in.parquet")
+    table = next(open_pairs(tmp_path / "in.parquet").chunks(8))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        chunk = prepare_chunk(table, _fetcher(tmp_path), pool, 32)
+    assert chunk.images[0][0, 5, 5].tolist() == [255, 0, 0]
+    assert chunk.images[1][0, 5, 5].tolist() == [0, 0, 255]
+
+
+def test_missing_images_skip_the_image_encoder_path(tmp_path, predictor):
+    """A missing image is masked out: its pixels do not matter (no black-picture features)."""
+    import tensorflow as tf
+
+    size = predictor.image_encoder.image_size
+    ids, mask = predictor.text_encoder.tokenize(tf.constant(["a post", "another post"]))
+    zeros = tf.zeros((1, size, size, 3), tf.uint8)
+    noise = tf.constant(np.random.default_rng(0).integers(0, 255, (1, size, size, 3)), tf.uint8)
+    absent = tf.zeros((1, 2), tf.float32)
+    step = predictor.scoring_step
+    a = step(ids[:1], mask[:1], ids[1:], mask[1:], zeros, zeros, absent).numpy()
+    b = step(ids[:1], mask[:1], ids[1:], mask[1:], noise, noise, absent).numpy()
+    c = step(ids[:1], mask[:1], ids[1:], mask[1:], noise, noise, tf.ones((1, 2))).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def _cli(*args, env=None):
+    return [sys.executable, "-m", "mmscore.cli", *map(str, args)]
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, model_dir):
+    n = 600
+    pd.DataFrame(
+        {"id": [str(i) for i in range(n)], "text_1": [f"text {i}" for i in range(n)], "text_2": ["other"] * n}
+    ).to_csv(tmp_path / "in.csv", index=False)
+    env = {**os.environ, "MMSCORE_CACHE_DIR": str(tmp_path / "cache")}
+    common = ["--model", model_dir, "--batch-size", "8"]
+    full = subprocess.run(
+        _cli("score", tmp_path / "in.csv", "-o", tmp_path / "full.parquet", *common),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "resumed.parquet"
+    proc = subprocess.Popen(
+        _cli("score", tmp_path / "in.csv", "-o", out, *common),
+        env=env,
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    parts = tmp_path / "resumed.parquet.parts"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and len(list(parts.glob("part-*.parquet"))) >= 2
+    resumed = subprocess.run(
+        _cli("score", tmp_path / "in.csv", "-o", out, "--resume", *common), env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = pd.read_parquet(tmp_path / "full.parquet"), pd.read_parquet(out)
+    pd.testing.assert_frame_equal(a, b)
+    assert read_run_facts(out)["resumed_rows"] > 0
+
+
+def test_cli_missing_column_is_one_line_exit_2(tmp_path):
+    (tmp_path / "bad.csv").write_text("text_1,foo\nx,y\n")
+    run = subprocess.run(
+        _cli("score", tmp_path / "bad.csv", "-o", tmp_path / "o.parquet"), capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert "missing required column(s) text_2" in run.stderr and "Traceback" not in run.stderr

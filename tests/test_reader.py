@@ -1,0 +1,59 @@
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mmscore.io.pairs_reader import InputError, open_pairs
+
+
+def _csv(tmp_path, text: str):
+    path = tmp_path / "pairs.csv"
+    path.write_text(text)
+    return path
+
+
+def test_chunks_have_exact_size_and_keep_order(tmp_path):
+    rows = "\n".join(f"{i},a{i},b{i}" for i in range(23))
+    source = open_pairs(_csv(tmp_path, "id,text_1,text_2\n" + rows + "\n"))
+    chunks = list(source.chunks(5))
+    assert [c.num_rows for c in chunks] == [5, 5, 5, 5, 3]
+    assert [v for c in chunks for v in c.column("id").to_pylist()] == [str(i) for i in range(23)]
+
+
+def test_skip_resumes_mid_file(tmp_path):
+    table = pa.table({"text_1": [f"t{i}" for i in range(10)], "text_2": ["x"] * 10})
+    pq.write_table(table, tmp_path / "p.parquet", row_group_size=3)
+    chunks = list(open_pairs(tmp_path / "p.parquet").chunks(4, skip=6))
+    assert [v for c in chunks for v in c.column("text_1").to_pylist()] == ["t6", "t7", "t8", "t9"]
+
+
+def test_long_ids_multiline_texts_and_emoji_survive(tmp_path):
+    text = 'id_1,text_1,text_2\n1375936088968200205,"line one\nline two 🏏",&amp; done\n'
+    chunk = next(open_pairs(_csv(tmp_path, text)).chunks(10))
+    assert chunk.column("id_1").to_pylist() == ["1375936088968200205"]
+    assert chunk.column("text_1").to_pylist() == ["line one\nline two 🏏"]
+
+
+def test_real_tweets_read_with_string_ids(shared_data):
+    path = shared_data / "tweets" / "tweets_trainval.csv"
+    source = open_pairs(path)
+    rows = sum(c.num_rows for c in source.chunks(256))
+    assert rows == len(pd.read_csv(path, dtype=str)) == 1260
+    assert pa.types.is_string(source.schema.field("id_1").type)
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("pairs.txt", "text_1,text_2\n", "unknown file type"),
+        ("pairs.csv", "", "empty file"),
+        ("pairs.csv", "text_1,other\nx,y\n", "missing required column(s) text_2"),
+        ("pairs.parquet", "not parquet", "not a readable Parquet"),
+    ],
+)
+def test_bad_inputs_give_one_line_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        open_pairs(path)
+    assert "\n" not in str(err.value)

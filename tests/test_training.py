@@ -1,0 +1,151 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmscore.images.fetcher import FetchSettings, ImageFetcher
+from mmscore.images.image_cache import ImageCache
+from mmscore.io.pairs_reader import InputError
+from mmscore.labels import LABELS
+from mmscore.model.card import ModelCard
+from mmscore.model.predictor import Predictor
+from mmscore.training import (
+    PairEmbeddings,
+    TrainOptions,
+    embed_pairs,
+    fit_head,
+    head_logits,
+    read_labelled_pairs,
+    train_model,
+)
+
+
+def _synthetic(n=300, seed=0):
+    """Label decided by a rule on the text embeddings: cos(u, v) high -> Implies, negative -> Contradictory."""
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=(n, 16)).astype(np.float32)
+    y = rng.choice(3, n, p=[0.3, 0.3, 0.4])
+    v = np.where((y == 1)[:, None], u + 0.1 * rng.normal(size=u.shape), 0)
+    v = np.where((y == 0)[:, None], -u + 0.1 * rng.normal(size=u.shape), v)
+    v = np.where((y == 2)[:, None], rng.normal(size=u.shape), v).astype(np.float32)
+    z = np.zeros((n, 8), np.float32)
+    return PairEmbeddings(u, v, z, z, np.zeros((n, 2), np.float32)), y
+
+
+def test_head_learns_a_separable_rule_and_beats_majority():
+    emb, y = _synthetic()
+    train, test = np.arange(200), np.arange(200, 300)
+    head = fit_head(emb, y, train, "cross_entropy", TrainOptions(epochs=40, batch_size=32), seed=0)
+    accuracy = (head_logits(head, emb, test).argmax(1) == y[test]).mean()
+    majority = np.bincount(y[test]).max() / len(test)
+    assert accuracy > majority + 0.2
+
+
+def _write_pairs(tmp_path, n_per_class=6):
+    rows = []
+    for label in LABELS:
+        for i in range(n_per_class):
+            rows.append({"text_1": f"{label} claim {i}", "text_2": f"about {label.lower()} {i}", "label": label})
+    path = tmp_path / "train.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _offline_fetcher(tmp_path):
+    return ImageFetcher(ImageCache(tmp_path / "img"), settings=FetchSettings(offline=True), base_dir=tmp_path)
+
+
+def test_train_save_load_predict_round_trip(tmp_path):
+    data = _write_pairs(tmp_path)
+    options = TrainOptions(losses=("cross_entropy",), folds=3, epochs=3)
+    result = train_model(
+        data, tmp_path / "model", _offline_fetcher(tmp_path), options=options, cache_root=tmp_path / "emb"
+    )
+    card = ModelCard.load(tmp_path / "model")  # validates
+    assert card.training_rows == 18 and card.loss == "cross_entropy" and card.labels == list(LABELS)
+    assert set(card.cv_metrics["per_loss"]["cross_entropy"]["per_class"]) == set(LABELS)
+    rng = np.random.default_rng(1)
+    inputs = [rng.normal(size=(4, d)).astype(np.float32) for d in (384, 384, 1280, 1280)]
+    mask = np.ones((4, 2), np.float32)
+    a = Predictor.load(tmp_path / "model").predict_embeddings(*inputs, mask)
+    b = Predictor.load(tmp_path / "model").predict_embeddings(*inputs, mask)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-5)
+    assert result.encoded["text"] == 36
+
+
+def test_embedding_cache_skips_encoders_and_invalidates_one_entry(tmp_path, text_encoder, image_encoder):
+    data = _write_pairs(tmp_path, 2)
+    df, _ = read_labelled_pairs(data)
+    fetcher = _offline_fetcher(tmp_path)
+    calls = []
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def encode(self, items):
+            calls.append(len(items))
+            return self.inner.encode(items)
+
+    counted = Counting(text_encoder)
+    first = embed_pairs(df, None, fetcher, counted, image_encoder, tmp_path / "emb")
+    assert sum(calls) == 12
+    calls.clear()
+    again = embed_pairs(df, None, fetcher, counted, image_encoder, tmp_path / "emb")
+    assert calls == []
+    np.testing.assert_array_equal(first.text_1, again.text_1)
+    df.loc[0, "text_1"] = "a changed text"
+    changed = embed_pairs(df, None, fetcher, counted, image_encoder, tmp_path / "emb")
+    assert calls == [1]
+    assert not np.allclose(changed.text_1[0], first.text_1[0])
+    np.testing.assert_array_equal(changed.text_1[1:], first.text_1[1:])
+
+
+def test_image_2_embedding_comes_from_image_2(tmp_path, text_encoder, image_encoder):
+    from PIL import Image
+
+    for name, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        Image.new("RGB", (50, 50), colour).save(tmp_path / f"{name}.png")
+    df = pd.DataFrame({"id_1": ["a"], "id_2": ["b"], "text_1": ["x"], "text_2": ["y"], "label": ["Implies"]})
+    emb = embed_pairs(df, tmp_path, _offline_fetcher(tmp_path), text_encoder, image_encoder, tmp_path / "emb")
+    swapped = embed_pairs(
+        df.rename(columns={"id_1": "id_2", "id_2": "id_1"}),
+        tmp_path,
+        _offline_fetcher(tmp_path),
+        text_encoder,
+        image_encoder,
+        tmp_path / "emb",
+    )
+    assert emb.image_mask.tolist() == [[1.0, 1.0]]
+    assert not np.allclose(emb.image_1, emb.image_2)
+    np.testing.assert_allclose(swapped.image_1, emb.image_2)
+
+
+@pytest.mark.parametrize(
+    "frame,message",
+    [
+        (pd.DataFrame({"text_1": ["a"], "text_2": ["b"]}), "missing required column"),
+        (pd.DataFrame({"text_1": ["a"], "text_2": ["b"], "label": ["Maybe"]}), "unknown label value"),
+    ],
+)
+def test_bad_training_data_errors(tmp_path, frame, message):
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(InputError, match=message):
+        read_labelled_pairs(tmp_path / "d.csv")
+
+
+def test_too_few_examples_per_class(tmp_path):
+    data = _write_pairs(tmp_path, 2)
+    with pytest.raises(InputError, match="fewer than 5 examples"):
+        train_model(data, tmp_path / "m", _offline_fetcher(tmp_path), cache_root=tmp_path / "emb")
+
+
+def test_empty_texts_are_skipped_and_counted(tmp_path):
+    pd.DataFrame({"text_1": ["a", " ", "c"], "text_2": ["b", "x", ""], "label": ["Implies"] * 3}).to_csv(
+        tmp_path / "d.csv", index=False
+    )
+    df, skipped = read_labelled_pairs(tmp_path / "d.csv")
+    assert len(df) == 1 and skipped == 2
