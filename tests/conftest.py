@@ -46,7 +46,11 @@ def png_bytes(colour=(200, 30, 30), size=(64, 48), mode="RGB") -> bytes:
 
 
 class ImageServer:
-    """A real HTTP server on 127.0.0.1 with per-path behaviour and a hit counter."""
+    """A real HTTP server on 127.0.0.1 with per-path behaviour and a hit counter.
+
+    ``routes[path](hit_number)`` returns ``(status, headers, body)``; ``raw_routes[path](handler, hit_number)``
+    writes to the socket itself (resets, stalls, trickles, truncated bodies).
+    """
 
     def __init__(self):
         import threading
@@ -55,6 +59,7 @@ class ImageServer:
 
         self.hits: Counter = Counter()
         self.routes: dict = {}
+        self.raw_routes: dict = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,6 +68,9 @@ class ImageServer:
 
             def do_GET(self):
                 server.hits[self.path] += 1
+                if self.path in server.raw_routes:
+                    server.raw_routes[self.path](self, server.hits[self.path])
+                    return
                 route = server.routes.get(self.path)
                 if route is None:
                     self.send_error(404)
@@ -75,7 +83,10 @@ class ImageServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the default 5 makes concurrent fetchers wait on SYN retries
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 

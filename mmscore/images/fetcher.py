@@ -5,6 +5,7 @@ Every outcome is a :class:`Fetched` with a status string; nothing here raises fo
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import threading
 import time
@@ -13,7 +14,9 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import UrlPolicy, UrlRefused
@@ -64,6 +67,39 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _peer_checked(pool_cls: type[HTTPConnectionPool], policy: UrlPolicy) -> type[HTTPConnectionPool]:
+    """A pool class whose connections check the address they actually reached before sending anything.
+
+    The policy resolves a host before the request; the connection resolves it again. Checking the peer
+    closes the gap between the two (DNS rebinding).
+    """
+
+    class Connection(pool_cls.ConnectionCls):
+        def _new_conn(self):
+            sock = super()._new_conn()
+            try:
+                policy.check_peer(sock.getpeername()[0])
+            except UrlRefused:
+                sock.close()
+                raise
+            return sock
+
+    return type(f"PeerChecked{pool_cls.__name__}", (pool_cls,), {"ConnectionCls": Connection})
+
+
+class _PeerCheckingAdapter(HTTPAdapter):
+    def __init__(self, policy: UrlPolicy, pool_size: int):
+        self.policy = policy
+        super().__init__(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _peer_checked(HTTPConnectionPool, self.policy),
+            "https": _peer_checked(HTTPSConnectionPool, self.policy),
+        }
+
+
 class ImageFetcher:
     """Resolves image references to bytes, through the cache, with timeouts, retries and size caps.
 
@@ -90,7 +126,7 @@ class ImageFetcher:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=self.pool_size, pool_maxsize=self.pool_size, max_retries=0)
+            adapter = _PeerCheckingAdapter(self.policy, self.pool_size)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers["User-Agent"] = "mmscore image fetcher"
@@ -115,7 +151,8 @@ class ImageFetcher:
             return Fetched(None, refused.status)
         except _Failure as failure:
             return Fetched(None, failure.status)
-        self.cache.put(ref, data)
+        with contextlib.suppress(OSError):  # a full or read-only cache costs a refetch later, never this row
+            self.cache.put(ref, data)
         return Fetched(data, "ok")
 
     def _read_local(self, ref: str) -> Fetched:
@@ -138,7 +175,7 @@ class ImageFetcher:
             try:
                 return self._follow_redirects(url)
             except _Failure as failure:
-                transient = failure.status in {f"http_{c}" for c in RETRY_STATUSES} | {"connection_error"}
+                transient = failure.status in {f"http_{c}" for c in RETRY_STATUSES} | {"connection_error", "truncated"}
                 if not transient or attempt >= self.settings.retries:
                     raise
                 wait = failure.retry_after
@@ -184,16 +221,18 @@ class ImageFetcher:
         deadline = time.monotonic() + s.total_timeout
         chunks, size = [], 0
         try:
-            for chunk in resp.iter_content(64 * 1024):
+            # read1 returns whatever one socket read brings, so the deadline is checked while a
+            # slow trickle is still arriving (a 64 KiB read() would wait for all 64 KiB).
+            while chunk := resp.raw.read1(64 * 1024, decode_content=True):
                 size += len(chunk)
                 if size > s.max_bytes:
                     raise _Failure("too_large")  # stop reading: never pull an oversized body in full
                 if time.monotonic() > deadline:
                     raise _Failure("timeout")
                 chunks.append(chunk)
-        except requests.exceptions.ConnectionError as exc:
-            raise _Failure("timeout" if "timed out" in str(exc).lower() else "truncated") from exc
-        except requests.exceptions.ChunkedEncodingError as exc:
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise _Failure("timeout") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _Failure("truncated") from exc
         data = b"".join(chunks)
         if declared.isdigit() and len(data) < int(declared):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 Resolver = Callable[[str, int], list[str]]
@@ -31,11 +31,33 @@ class UrlRefused(Exception):
 
 
 class UrlPolicy:
-    """Checks a URL before any connection is made. ``resolver`` is injectable for tests."""
+    """Checks a URL before any connection is made, and the peer of every connection made.
 
-    def __init__(self, *, allow_private: bool = False, resolver: Resolver = system_resolver):
+    ``allowed_networks`` lets chosen internal ranges through while the rest stay blocked;
+    ``resolver`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool = False,
+        allowed_networks: Iterable[str] = (),
+        resolver: Resolver = system_resolver,
+    ):
         self.allow_private = allow_private
+        self.allowed_networks = [ipaddress.ip_network(n) for n in allowed_networks]
         self.resolver = resolver
+
+    def permits_address(self, address: str) -> bool:
+        if self.allow_private or is_public_address(address):
+            return True
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        return any(ip in network for network in self.allowed_networks)
+
+    def check_peer(self, address: str) -> None:
+        """Refuse a connection whose actual peer is not permitted (the DNS answer changed after ``check``)."""
+        if not self.permits_address(address):
+            raise UrlRefused("blocked_private", f"connected to non-public address {address}")
 
     def check(self, url: str) -> None:
         """Raise :class:`UrlRefused` unless ``url`` is http(s) to a permitted host."""
@@ -53,5 +75,5 @@ class UrlPolicy:
             raise UrlRefused("dns_error", f"cannot resolve {parts.hostname}: {exc}") from exc
         if not addresses:
             raise UrlRefused("dns_error", f"{parts.hostname} resolves to nothing")
-        if not all(is_public_address(a) for a in addresses):
+        if not all(self.permits_address(a) for a in addresses):
             raise UrlRefused("blocked_private", f"{parts.hostname} resolves to a non-public address")
