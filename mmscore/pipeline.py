@@ -23,7 +23,7 @@ import pyarrow as pa
 import mmscore
 from mmscore.images.decode import decode_image
 from mmscore.images.fetcher import ImageFetcher
-from mmscore.io.pairs_reader import IMAGE_COLUMNS, InputError, PairsSource
+from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE, InputError, PairsSource
 from mmscore.io.scored_writer import ScoredWriter
 from mmscore.labels import LABELS, PROB_COLUMNS
 from mmscore.model.predictor import Predictor, apply_offsets
@@ -99,8 +99,12 @@ def load_image(fetcher: ImageFetcher, ref: object, size: int) -> tuple[np.ndarra
 def prepare_chunk(table: pa.Table, fetcher: ImageFetcher, pool: ThreadPoolExecutor, size: int) -> PreparedChunk:
     """Texts, decoded images, masks and per-row statuses for one chunk."""
     n = table.num_rows
+    notes = [None] * n
+    if ROW_NOTE in table.column_names:  # the reader's verdict on the row (malformed, repaired) comes first
+        notes, table = table.column(ROW_NOTE).to_pylist(), table.drop_columns([ROW_NOTE])
     t1, t2 = _texts(table, "text_1"), _texts(table, "text_2")
-    images, statuses = [], {"text_status": [_text_status(a, b) for a, b in zip(t1, t2, strict=True)]}
+    text_status = [note or _text_status(a, b) for note, a, b in zip(notes, t1, t2, strict=True)]
+    images, statuses = [], {"text_status": text_status}
     mask = np.zeros((n, 2), np.float32)
     for side, column in enumerate(IMAGE_COLUMNS):
         refs = table.column(column).to_pylist() if column in table.column_names else [None] * n

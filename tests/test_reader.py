@@ -3,7 +3,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmscore.io.pairs_reader import InputError, open_pairs
+from mmscore.io.pairs_reader import ROW_NOTE, InputError, open_pairs
 
 
 def _csv(tmp_path, text: str):
@@ -37,8 +37,9 @@ def test_long_ids_multiline_texts_and_emoji_survive(tmp_path):
 def test_real_tweets_read_with_string_ids(shared_data):
     path = shared_data / "tweets" / "tweets_trainval.csv"
     source = open_pairs(path)
-    rows = sum(c.num_rows for c in source.chunks(256))
-    assert rows == len(pd.read_csv(path, dtype=str)) == 1260
+    chunks = list(source.chunks(256))
+    assert sum(c.num_rows for c in chunks) == len(pd.read_csv(path, dtype=str)) == 1260
+    assert all(c.column(ROW_NOTE).null_count == c.num_rows for c in chunks)  # no row flagged as malformed
     assert pa.types.is_string(source.schema.field("id_1").type)
 
 
