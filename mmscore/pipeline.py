@@ -87,6 +87,11 @@ def _text_status(a: str | None, b: str | None) -> str:
     return "ok" if not empty else "empty_" + "_and_".join(empty)
 
 
+def _ref_key(ref: object) -> str | None:
+    """A hashable form of an ``image_*`` cell (NaN and other odd values become strings or None)."""
+    return None if ref is None or (isinstance(ref, float) and ref != ref) else str(ref)
+
+
 def load_image(fetcher: ImageFetcher, ref: object, size: int) -> tuple[np.ndarray | None, str]:
     """Fetch and decode one ``image_*`` cell: pixels (or None) and the status to report."""
     fetched = fetcher.fetch(ref)
@@ -106,10 +111,13 @@ def prepare_chunk(table: pa.Table, fetcher: ImageFetcher, pool: ThreadPoolExecut
     text_status = [note or _text_status(a, b) for note, a, b in zip(notes, t1, t2, strict=True)]
     images, statuses = [], {"text_status": text_status}
     mask = np.zeros((n, 2), np.float32)
+    refs = {c: table.column(c).to_pylist() if c in table.column_names else [None] * n for c in IMAGE_COLUMNS}
+    # Each distinct reference is fetched and decoded once per chunk, however often it repeats.
+    distinct = list(dict.fromkeys(_ref_key(r) for column in refs.values() for r in column))
+    loaded = dict(zip(distinct, pool.map(lambda ref: load_image(fetcher, ref, size), distinct), strict=True))
     for side, column in enumerate(IMAGE_COLUMNS):
-        refs = table.column(column).to_pylist() if column in table.column_names else [None] * n
+        results = [loaded[_ref_key(r)] for r in refs[column]]
         pixels = np.zeros((n, size, size, 3), np.uint8)
-        results = list(pool.map(lambda ref: load_image(fetcher, ref, size), refs))
         for row, (array, _status) in enumerate(results):
             if array is not None:
                 pixels[row] = array

@@ -35,6 +35,13 @@ def image_encoder():
     return registry.image_encoder()
 
 
+def mmscore_cli(*args) -> list[str]:
+    """The argv that runs ``mmscore`` with this interpreter."""
+    import sys
+
+    return [sys.executable, "-m", "mmscore.cli", *map(str, args)]
+
+
 def png_bytes(colour=(200, 30, 30), size=(64, 48), mode="RGB") -> bytes:
     import io
 

@@ -3,12 +3,12 @@ whole file is refused with one line before any work is done."""
 
 import decimal
 import subprocess
-import sys
 from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import mmscore_cli
 
 from mmscore.images.fetcher import ImageFetcher
 from mmscore.images.image_cache import ImageCache
@@ -114,8 +114,7 @@ def test_a_binary_file_named_csv_is_refused_or_flagged_never_a_traceback(tmp_pat
     path = tmp_path / "photo.csv"
     path.write_bytes(bytes(range(256)) * 40)
     run = subprocess.run(
-        [sys.executable, "-m", "mmscore.cli", "score", str(path), "-o", str(tmp_path / "o.parquet"),
-         "--model", str(model_dir)],
+        mmscore_cli("score", path, "-o", tmp_path / "o.parquet", "--model", model_dir),
         capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 2 and "Traceback" not in run.stderr

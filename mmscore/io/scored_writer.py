@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,14 @@ class OutputError(OSError):
     """The output cannot be written (disk full, permissions); the final path is left untouched."""
 
 
+def _reason(exc: OSError) -> str:
+    """The OS's words for a write failure, also when Arrow wraps them ("... [errno 28] ...")."""
+    code = exc.errno
+    if code is None and (found := re.search(r"\[errno (\d+)\]", str(exc))):
+        code = int(found.group(1))
+    return os.strerror(code) if code else str(exc).splitlines()[0]
+
+
 class ScoredWriter:
     """``write(table)`` per chunk; ``finish(facts)`` publishes. ``rows_done`` says where a resume starts."""
 
@@ -37,17 +46,23 @@ class ScoredWriter:
         if resume and self.parts.is_dir():
             self._adopt_existing_parts()
         else:
-            shutil.rmtree(self.parts, ignore_errors=True)
-            self._guard(lambda: self.parts.mkdir(parents=True))
-            self._guard(lambda: (self.parts / MANIFEST).write_text(json.dumps(run_key, sort_keys=True)))
+            self._start_fresh()
+
+    def _start_fresh(self) -> None:
+        shutil.rmtree(self.parts, ignore_errors=True)
+        self._guard(lambda: self.parts.mkdir(parents=True))
+        self._guard(lambda: (self.parts / MANIFEST).write_text(json.dumps(self.run_key, sort_keys=True)))
 
     def _guard(self, action):
         try:
             return action()
         except OSError as exc:
-            raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
+            raise OutputError(f"cannot write {self.output}: {_reason(exc)}") from exc
 
     def _adopt_existing_parts(self) -> None:
+        if not any(self.parts.glob("part-*.parquet")):
+            self._start_fresh()  # nothing to continue from (e.g. killed while cleaning up)
+            return
         try:
             previous = json.loads((self.parts / MANIFEST).read_text())
         except (OSError, json.JSONDecodeError):
@@ -70,8 +85,11 @@ class ScoredWriter:
     def write(self, table: pa.Table) -> None:
         final = self.parts / self._part_name(self.part_count)
         tmp = final.with_suffix(".tmp")
-        self._guard(lambda: pq.write_table(table, tmp))
-        self._guard(lambda: os.replace(tmp, final))
+        try:
+            self._guard(lambda: pq.write_table(table, tmp))
+            self._guard(lambda: os.replace(tmp, final))
+        finally:
+            tmp.unlink(missing_ok=True)
         self.rows_done += table.num_rows
         self.part_count += 1
 
@@ -88,7 +106,13 @@ class ScoredWriter:
             os.replace(tmp, self.output)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
+            raise OutputError(f"cannot write {self.output}: {_reason(exc)}") from exc
+        self._remove_parts(part_paths)
+
+    def _remove_parts(self, part_paths: list[Path]) -> None:
+        """Last part first, manifest last: a kill part-way leaves a valid prefix for ``--resume``."""
+        for path in reversed(part_paths):
+            path.unlink(missing_ok=True)
         shutil.rmtree(self.parts, ignore_errors=True)
 
 
