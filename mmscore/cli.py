@@ -195,6 +195,9 @@ def _print_score_summary(summary, output: Path) -> None:
         f"scored {summary.rows} rows -> {output} in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s); "
         + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items()))
     )
+    flagged = {k: v for k, v in summary.text_statuses.items() if k != "ok"}
+    if flagged:
+        line += "; rows flagged in text_status: " + ", ".join(f"{k} {v}" for k, v in sorted(flagged.items()))
     if not console.is_terminal:
         console.print(line, highlight=False, soft_wrap=True)
         return

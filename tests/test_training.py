@@ -149,3 +149,22 @@ def test_empty_texts_are_skipped_and_counted(tmp_path):
     )
     df, skipped = read_labelled_pairs(tmp_path / "d.csv")
     assert len(df) == 1 and skipped == 2
+
+
+def test_a_head_with_python_code_inside_is_refused(tmp_path, model_dir):
+    import shutil
+
+    import keras
+
+    from mmscore.model.card import CARD_FILE, HEAD_FILE, InvalidModelError
+    from mmscore.model.predictor import Predictor
+
+    marker = tmp_path / "code-ran"
+    inputs = keras.Input((3,))
+    touch = eval(f"lambda x: (open({str(marker)!r}, 'w').close(), x)[1]")  # code that leaves a trace if run
+    keras.Model(inputs, keras.layers.Lambda(touch)(inputs)).save(tmp_path / HEAD_FILE)
+    marker.unlink()  # building the model ran it once; loading must not run it again
+    shutil.copy(model_dir / CARD_FILE, tmp_path / CARD_FILE)
+    with pytest.raises(InvalidModelError, match="refused to load"):
+        Predictor.load(tmp_path)
+    assert not marker.exists()

@@ -42,7 +42,12 @@ class Predictor:
         if not (directory / HEAD_FILE).is_file():
             raise InvalidModelError(f"{directory} is not an mmscore model directory (no {HEAD_FILE} / {CARD_FILE})")
         card = ModelCard.load(directory)
-        head = keras.saving.load_model(directory / HEAD_FILE, compile=False, safe_mode=True)
+        try:
+            # safe_mode: a head.keras holding a Lambda (pickled Python code) is refused, never run.
+            head = keras.saving.load_model(directory / HEAD_FILE, compile=False, safe_mode=True)
+        except (ValueError, TypeError, OSError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidModelError(f"{directory / HEAD_FILE}: refused to load ({first[:200]})") from exc
         return cls(card, head)
 
     @cached_property
