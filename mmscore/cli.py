@@ -222,18 +222,36 @@ def train(
     loss: Annotated[
         list[str] | None, typer.Option(help="Loss(es) to compare: cross_entropy, class_weighted, focal [default: all].")
     ] = None,
+    fine_tune: Annotated[
+        bool,
+        typer.Option(
+            "--fine-tune", help="Also train the text encoder end to end with the head (GPU recommended; slow on CPU)."
+        ),
+    ] = False,
+    fine_tune_epochs: Annotated[int, typer.Option(min=1, help="Epochs of end-to-end training with --fine-tune.")] = 2,
     image_cache: ImageCacheOpt = None,
     offline: OfflineOpt = False,
     allow_private_urls: PrivateOpt = False,
 ) -> None:
-    """Train the entailment head on frozen encoders: cached embeddings, k-fold CV, loss chosen by macro-F1."""
+    """Train the entailment head on frozen encoders: cached embeddings, k-fold CV, loss chosen by macro-F1.
+
+    With --fine-tune, each fold (and the final model) also trains the text encoder, starting from the head
+    fitted on frozen embeddings; the model directory then holds the tuned encoder weights too.
+    """
     from mmscore.io.pairs_reader import InputError
     from mmscore.training import LOSSES, TrainOptions, train_model
 
     if images is not None and not images.is_dir():
         raise fail(f"{images}: --images must be a folder")
     try:
-        options = TrainOptions(losses=tuple(loss or LOSSES), folds=folds, seed=seed, epochs=epochs)
+        options = TrainOptions(
+            losses=tuple(loss or LOSSES),
+            folds=folds,
+            seed=seed,
+            epochs=epochs,
+            fine_tune=fine_tune,
+            fine_tune_epochs=fine_tune_epochs,
+        )
     except ValueError as exc:
         raise fail(str(exc)) from exc
     fetcher = _fetcher(image_cache, offline, allow_private_urls, data.resolve().parent, 16)

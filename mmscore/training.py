@@ -21,7 +21,7 @@ from mmscore.images.decode import decode_image
 from mmscore.images.fetcher import ImageFetcher
 from mmscore.io.pairs_reader import REQUIRED_COLUMNS, InputError
 from mmscore.labels import LABEL_INDEX, LABELS
-from mmscore.model.card import HEAD_FILE, ModelCard
+from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
 from mmscore.model.embedding_cache import EmbeddingCache, cached_encode, content_key
 
 LOSSES = ("cross_entropy", "class_weighted", "focal")
@@ -40,6 +40,10 @@ class TrainOptions:
     sequence_length: int = 128
     text_encoder: str = "minilm-l6-v2"
     image_encoder: str = "mobilenet-v2-imagenet"
+    fine_tune: bool = False  # also train the text encoder, end to end with the head
+    fine_tune_epochs: int = 2
+    fine_tune_learning_rate: float = 2e-5
+    fine_tune_batch_size: int = 16
 
     def __post_init__(self):
         unknown = set(self.losses) - set(LOSSES)
@@ -201,6 +205,35 @@ def head_logits(head, emb: PairEmbeddings, rows=slice(None)) -> np.ndarray:
     return np.asarray(head.predict(emb.head_inputs(rows), batch_size=1024, verbose=0))
 
 
+class FineTuner:
+    """Fine-tunes the text encoder with a head, each time from the pretrained weights (so folds stay independent)."""
+
+    def __init__(self, text_encoder, text_1: list[str], text_2: list[str]):
+        from mmscore.model.fine_tuning import PairTokens
+
+        self.text_encoder = text_encoder
+        self.tokens = PairTokens.of(text_encoder, text_1, text_2)
+        self.pretrained = text_encoder.backbone.get_weights()
+
+    def train(self, head, emb: PairEmbeddings, y: np.ndarray, rows: np.ndarray, loss: str, options: TrainOptions):
+        """The end-to-end model after fine-tuning on ``rows``; ``head`` and the encoder are updated in place."""
+        from mmscore.model.fine_tuning import end_to_end_model, fine_tune
+
+        self.text_encoder.backbone.set_weights(self.pretrained)
+        model = end_to_end_model(self.text_encoder, head, emb.image_1.shape[1])
+        loss_fn, class_weight = _loss_and_weights(loss, y[rows])
+        fine_tune(model, self.tokens, emb, y, rows, loss_fn, class_weight, options)
+        return model
+
+    def logits(self, model, emb: PairEmbeddings, rows: np.ndarray) -> np.ndarray:
+        from mmscore.model.fine_tuning import model_inputs
+
+        inputs = model_inputs(self.tokens, emb, rows)
+        # Plain calls: tracing a predict function for BERT costs more than these few batches.
+        batches = [model([a[lo : lo + 64] for a in inputs], training=False) for lo in range(0, len(rows), 64)]
+        return np.concatenate([np.asarray(b) for b in batches])
+
+
 def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
@@ -243,14 +276,20 @@ def evaluate(y: np.ndarray, pred: np.ndarray) -> dict:
     }
 
 
-def cross_validate(emb: PairEmbeddings, y: np.ndarray, loss: str, options: TrainOptions) -> tuple[dict, np.ndarray]:
+def cross_validate(
+    emb: PairEmbeddings, y: np.ndarray, loss: str, options: TrainOptions, tuner: FineTuner | None = None
+) -> tuple[dict, np.ndarray]:
     """Stratified k-fold metrics with cross-fitted offsets; also returns the out-of-fold logits."""
     from sklearn.model_selection import StratifiedKFold
 
     folds = list(StratifiedKFold(options.folds, shuffle=True, random_state=options.seed).split(y, y))
     oof = np.zeros((len(y), len(LABELS)), np.float32)
     for k, (train_rows, test_rows) in enumerate(folds):
-        oof[test_rows] = head_logits(fit_head(emb, y, train_rows, loss, options, options.seed + k), emb, test_rows)
+        head = fit_head(emb, y, train_rows, loss, options, options.seed + k)
+        if tuner is None:
+            oof[test_rows] = head_logits(head, emb, test_rows)
+        else:
+            oof[test_rows] = tuner.logits(tuner.train(head, emb, y, train_rows, loss, options), emb, test_rows)
     pred = np.zeros(len(y), np.int64)
     for _train_rows, test_rows in folds:
         # Offsets for a fold are tuned on the other folds' predictions, never on its own labels.
@@ -297,13 +336,20 @@ def train_model(
     image = registry.image_encoder(options.image_encoder)
     progress("embedding texts and images (cached)")
     emb = embed_pairs(df, images_dir, fetcher, text, image, cache_root)
+    tuner = None
+    if options.fine_tune:  # a private copy of the encoder: the shared one keeps its pretrained weights
+        tuned = registry.build_text_encoder(options.text_encoder, options.sequence_length)
+        tuner = FineTuner(tuned, list(df["text_1"]), list(df["text_2"]))
+    kind = "fine-tuning" if tuner else "frozen encoders"
     per_loss, oofs = {}, {}
     for loss in options.losses:
-        progress(f"{options.folds}-fold cross-validation, loss={loss}")
-        per_loss[loss], oofs[loss] = cross_validate(emb, y, loss, options)
+        progress(f"{options.folds}-fold cross-validation ({kind}), loss={loss}")
+        per_loss[loss], oofs[loss] = cross_validate(emb, y, loss, options, tuner)
     chosen = max(options.losses, key=lambda name: per_loss[name]["macro_f1"])
-    progress(f"fitting the final head on all rows, loss={chosen}")
+    progress(f"fitting the final model on all rows ({kind}), loss={chosen}")
     head = fit_head(emb, y, np.arange(len(y)), chosen, options, options.seed)
+    if tuner:
+        tuner.train(head, emb, y, np.arange(len(y)), chosen, options)
     card = ModelCard(
         text_encoder=text.name,
         image_encoder=image.name,
@@ -318,9 +364,13 @@ def train_model(
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         mmscore_version=mmscore.__version__,
         notes=f"images found: {int(emb.image_mask.sum())} of {2 * len(df)}",
+        text_encoder_weights=TEXT_WEIGHTS_FILE if tuner else "",
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     head.save(out_dir / HEAD_FILE)
+    (out_dir / TEXT_WEIGHTS_FILE).unlink(missing_ok=True)
+    if tuner:
+        tuner.text_encoder.backbone.save_weights(out_dir / TEXT_WEIGHTS_FILE)
     card.save(out_dir)
     return TrainResult(card, per_loss, chosen, skipped, emb.image_statuses, emb.encoded, time.perf_counter() - started)

@@ -35,10 +35,15 @@ def _lookup(table: dict[str, Callable[..., Any]], kind: str, name: str) -> Calla
     return table[name]
 
 
+def build_text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128):
+    """A new instance of the named text encoder, with its own weights (for fine-tuning)."""
+    return _lookup(TEXT_ENCODERS, "text", name)(sequence_length=sequence_length)
+
+
 @cache
 def text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128):
-    """The named text encoder, built once per process."""
-    return _lookup(TEXT_ENCODERS, "text", name)(sequence_length=sequence_length)
+    """The named text encoder with its pretrained weights, built once per process and shared."""
+    return build_text_encoder(name, sequence_length)
 
 
 @cache

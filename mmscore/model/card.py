@@ -10,6 +10,7 @@ from mmscore.labels import LABELS
 
 CARD_FILE = "model_card.json"
 HEAD_FILE = "head.keras"
+TEXT_WEIGHTS_FILE = "text_encoder.weights.h5"  # only in models trained with --fine-tune
 
 
 class InvalidModelError(ValueError):
@@ -32,6 +33,7 @@ class ModelCard:
     trained_at: str = ""
     mmscore_version: str = ""
     notes: str = ""
+    text_encoder_weights: str = ""  # file in the model directory with fine-tuned text encoder weights
 
     def validate(self) -> None:
         from mmscore.encoders.registry import IMAGE_ENCODERS, TEXT_ENCODERS
@@ -44,11 +46,15 @@ class ModelCard:
             raise InvalidModelError(f"unknown text encoder {self.text_encoder!r}")
         if self.image_encoder not in IMAGE_ENCODERS:
             raise InvalidModelError(f"unknown image encoder {self.image_encoder!r}")
+        if self.text_encoder_weights not in ("", TEXT_WEIGHTS_FILE):
+            raise InvalidModelError(f"text_encoder_weights must be {TEXT_WEIGHTS_FILE!r} or empty")
         if not (8 <= self.sequence_length <= 512):
             raise InvalidModelError("sequence_length must be within 8..512")
 
     def model_id(self) -> str:
-        return f"{self.text_encoder}+{self.image_encoder}/{self.loss}/{self.training_data_sha256[:12] or 'untrained'}"
+        tuned = "-finetuned" if self.text_encoder_weights else ""
+        data = self.training_data_sha256[:12] or "untrained"
+        return f"{self.text_encoder}{tuned}+{self.image_encoder}/{self.loss}/{data}"
 
     def save(self, directory: Path) -> None:
         (Path(directory) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")

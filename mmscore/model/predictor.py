@@ -27,9 +27,10 @@ class Predictor:
     >>> probs = predictor.predict_embeddings(t1, t2, i1, i2, image_mask)
     """
 
-    def __init__(self, card: ModelCard, head):
+    def __init__(self, card: ModelCard, head, directory: Path | None = None):
         self.card = card
         self.head = head
+        self.directory = directory
         self.offsets = np.asarray(card.decision_offsets, np.float32)
 
     @classmethod
@@ -48,13 +49,19 @@ class Predictor:
         except (ValueError, TypeError, OSError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InvalidModelError(f"{directory / HEAD_FILE}: refused to load ({first[:200]})") from exc
-        return cls(card, head)
+        if card.text_encoder_weights and not (directory / card.text_encoder_weights).is_file():
+            raise InvalidModelError(f"{directory}: fine-tuned text encoder weights {card.text_encoder_weights} missing")
+        return cls(card, head, directory)
 
     @cached_property
     def text_encoder(self):
         from mmscore.encoders import registry
 
-        return registry.text_encoder(self.card.text_encoder, self.card.sequence_length)
+        if not self.card.text_encoder_weights:
+            return registry.text_encoder(self.card.text_encoder, self.card.sequence_length)
+        encoder = registry.build_text_encoder(self.card.text_encoder, self.card.sequence_length)  # not the shared one
+        encoder.backbone.load_weights(self.directory / self.card.text_encoder_weights)
+        return encoder
 
     @cached_property
     def image_encoder(self):

@@ -1,0 +1,81 @@
+"""End-to-end training of the text encoder together with the head (``mmscore train --fine-tune``).
+
+The head is first fitted on frozen embeddings (a warm start); then the MiniLM backbone and the head
+are trained jointly at a small learning rate. Image embeddings stay frozen and come from the cache.
+Texts are still encoded one at a time (bi-encoder), as at scoring time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmscore.labels import LABELS
+
+
+@dataclass
+class PairTokens:
+    """Token ids and padding masks for both texts of every pair, trimmed to the longest real text."""
+
+    ids_1: np.ndarray
+    mask_1: np.ndarray
+    ids_2: np.ndarray
+    mask_2: np.ndarray
+
+    @classmethod
+    def of(cls, text_encoder, text_1: list[str], text_2: list[str]) -> PairTokens:
+        arrays = []
+        for texts in (text_1, text_2):
+            ids, mask = text_encoder.tokenize(list(texts))
+            arrays += [np.asarray(ids), np.asarray(mask)]
+        longest = int(max(arrays[1].sum(1).max(), arrays[3].sum(1).max()))
+        length = min(arrays[0].shape[1], (longest + 7) // 8 * 8)  # attention is masked: padding is pure cost
+        return cls(*(a[:, :length] for a in arrays))
+
+
+def end_to_end_model(text_encoder, head, image_dim: int):
+    """Tokens + image embeddings -> head logits, sharing (not copying) the encoder's and head's weights."""
+    import keras
+
+    ids_1 = keras.Input((None,), dtype="int32", name="ids_1")
+    mask_1 = keras.Input((None,), dtype="bool", name="mask_1")
+    ids_2 = keras.Input((None,), dtype="int32", name="ids_2")
+    mask_2 = keras.Input((None,), dtype="bool", name="mask_2")
+    image_1 = keras.Input((image_dim,), name="image_1")
+    image_2 = keras.Input((image_dim,), name="image_2")
+    image_mask = keras.Input((2,), name="image_mask")
+    # Positional, in the head's input order (a dict of symbolic tensors is matched by sorted key, not name).
+    text_1, text_2 = text_encoder.model([ids_1, mask_1]), text_encoder.model([ids_2, mask_2])
+    logits = head([text_1, text_2, image_1, image_2, image_mask])
+    return keras.Model([ids_1, mask_1, ids_2, mask_2, image_1, image_2, image_mask], logits)
+
+
+def model_inputs(tokens: PairTokens, emb, rows) -> list[np.ndarray]:
+    return [
+        tokens.ids_1[rows],
+        tokens.mask_1[rows],
+        tokens.ids_2[rows],
+        tokens.mask_2[rows],
+        emb.image_1[rows],
+        emb.image_2[rows],
+        emb.image_mask[rows],
+    ]
+
+
+def fine_tune(model, tokens: PairTokens, emb, y: np.ndarray, rows: np.ndarray, loss_fn, class_weight, options):
+    """Train ``model`` (from :func:`end_to_end_model`) on ``rows``; returns the per-epoch training losses."""
+    import keras
+
+    optimizer = keras.optimizers.AdamW(options.fine_tune_learning_rate, weight_decay=1e-2)
+    model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)  # XLA compile time dwarfs small runs
+    history = model.fit(
+        model_inputs(tokens, emb, rows),
+        np.eye(len(LABELS), dtype=np.float32)[y[rows]],
+        epochs=options.fine_tune_epochs,
+        batch_size=options.fine_tune_batch_size,
+        class_weight=class_weight,
+        shuffle=True,
+        verbose=0,
+    )
+    return history.history["loss"]

@@ -1,0 +1,95 @@
+"""Image fetch throughput against a local HTTP server that adds 50 ms latency to every image.
+
+Run on demand:  .venv/bin/python tests/benchmarks/bench_fetch.py [IMAGES]
+For several worker counts, prints images/s for (fetch) the fetcher alone into an empty cache and
+(fetch+decode) the scoring pipeline's chunk preparation, against the bound workers / latency.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from mmscore.images.fetcher import ImageFetcher
+from mmscore.images.image_cache import ImageCache
+from mmscore.images.url_policy import UrlPolicy
+from mmscore.pipeline import prepare_chunk
+
+LATENCY = 0.05
+
+
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def start_server() -> ThreadingHTTPServer:
+    body = _jpeg()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse counts
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            time.sleep(LATENCY)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main() -> None:
+    images = int(sys.argv[1]) if len(sys.argv) > 1 else 640
+    server = start_server()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    print(f"{images} distinct images, {LATENCY * 1000:.0f} ms server latency, {len(_jpeg()) // 1024} KB JPEG each")
+    print(f"{'workers':>8} {'bound/s':>8} {'fetch/s':>8} {'ratio':>6} {'fetch+decode/s':>15} {'ratio':>6}")
+    for workers in (4, 16, 32, 64):
+        bound = workers / LATENCY
+        with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(workers) as pool:
+            policy = UrlPolicy(allow_private=True)
+            fetcher = ImageFetcher(ImageCache(Path(tmp) / "a"), policy, pool_size=workers)
+            urls = [f"{base}/a/{workers}/{i}.jpg" for i in range(images)]
+            started = time.perf_counter()
+            statuses = [f.status for f in pool.map(fetcher.fetch, urls)]
+            fetch_rate = images / (time.perf_counter() - started)
+            assert set(statuses) == {"ok"}, set(statuses)
+
+            fetcher = ImageFetcher(ImageCache(Path(tmp) / "b"), policy, pool_size=workers)
+            table = pa.table({"text_1": ["a"] * images, "text_2": ["b"] * images,
+                              "image_1": [f"{base}/b/{workers}/{i}.jpg" for i in range(images)]})  # fmt: skip
+            started = time.perf_counter()
+            chunk = prepare_chunk(table, fetcher, pool, 224)
+            prepare_rate = images / (time.perf_counter() - started)
+            assert set(chunk.statuses["image_1_status"]) == {"ok"}
+        print(
+            f"{workers:>8} {bound:>8.0f} {fetch_rate:>8.0f} {fetch_rate / bound:>6.2f} "
+            f"{prepare_rate:>15.0f} {prepare_rate / bound:>6.2f}"
+        )
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
