@@ -50,6 +50,9 @@ def main(
 def doctor() -> None:
     """Check the installation: load both encoders offline and test them on real inputs."""
     from mmscore.doctor import run_doctor
+    from mmscore.tensorflow_runtime import import_tensorflow
+
+    import_tensorflow()
 
     with console.status("loading encoders and running checks..."):
         report = run_doctor()
@@ -74,7 +77,9 @@ def doctor() -> None:
 def _load_predictor(model: Path | None):
     from mmscore.model.card import InvalidModelError
     from mmscore.model.predictor import Predictor
+    from mmscore.tensorflow_runtime import import_tensorflow
 
+    import_tensorflow()
     try:
         return Predictor.load(model)
     except InvalidModelError as exc:
@@ -273,7 +278,9 @@ def train(
 
 
 def _report_devices() -> None:
-    import tensorflow as tf
+    from mmscore.tensorflow_runtime import import_tensorflow
+
+    tf = import_tensorflow()
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:

@@ -212,6 +212,7 @@ class FineTuner:
         from mmscore.model.fine_tuning import PairTokens
 
         self.text_encoder = text_encoder
+        text_encoder.backbone.get_layer("pooled_dense").trainable = False  # unused: sentence vectors are mean-pooled
         self.tokens = PairTokens.of(text_encoder, text_1, text_2)
         self.pretrained = text_encoder.backbone.get_weights()
 
