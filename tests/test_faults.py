@@ -235,3 +235,14 @@ def test_every_fault_in_one_run_keeps_every_row_in_order(tmp_path, fault_server,
     assert first.tolist() == [FAULTS[n][1] for n in names]
     assert second.tolist() == [("cached" if FAULTS[n][1] == "ok" else FAULTS[n][1]) for n in names]
     assert (result["image_2_status"] == "missing").all()
+
+
+def test_a_hung_dns_lookup_becomes_a_status(tmp_path):
+    def hung(_host, _port):
+        time.sleep(3)
+        return ["93.184.216.34"]
+
+    started = time.monotonic()
+    policy = UrlPolicy(resolver=hung, resolve_timeout=0.3)
+    assert _fetcher(tmp_path, policy).fetch("http://slow-dns.example/x.png").status == "dns_timeout"
+    assert time.monotonic() - started < 1.5

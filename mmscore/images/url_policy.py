@@ -5,9 +5,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import urlsplit
 
 Resolver = Callable[[str, int], list[str]]
+# getaddrinfo has no timeout of its own; lookups run here so a hung resolver costs a wait, not a worker.
+_LOOKUPS = ThreadPoolExecutor(8, thread_name_prefix="mmscore-dns")
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -43,8 +47,10 @@ class UrlPolicy:
         allow_private: bool = False,
         allowed_networks: Iterable[str] = (),
         resolver: Resolver = system_resolver,
+        resolve_timeout: float = 5.0,
     ):
         self.allow_private = allow_private
+        self.resolve_timeout = resolve_timeout
         self.allowed_networks = [ipaddress.ip_network(n) for n in allowed_networks]
         self.resolver = resolver
 
@@ -70,7 +76,9 @@ class UrlPolicy:
             return
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            addresses = self.resolver(parts.hostname, port)
+            addresses = _LOOKUPS.submit(self.resolver, parts.hostname, port).result(self.resolve_timeout)
+        except FutureTimeout as exc:
+            raise UrlRefused("dns_timeout", f"resolving {parts.hostname} took over {self.resolve_timeout} s") from exc
         except (OSError, ValueError) as exc:
             raise UrlRefused("dns_error", f"cannot resolve {parts.hostname}: {exc}") from exc
         if not addresses:
