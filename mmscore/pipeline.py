@@ -22,7 +22,7 @@ import pyarrow as pa
 
 import mmscore
 from mmscore.images.decode import decode_image
-from mmscore.images.fetcher import ImageFetcher
+from mmscore.images.fetcher import ImageFetcher, image_reference
 from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE, InputError, PairsSource
 from mmscore.io.scored_writer import ScoredWriter
 from mmscore.labels import LABELS, PROB_COLUMNS
@@ -87,11 +87,6 @@ def _text_status(a: str | None, b: str | None) -> str:
     return "ok" if not empty else "empty_" + "_and_".join(empty)
 
 
-def _ref_key(ref: object) -> str | None:
-    """A hashable form of an ``image_*`` cell (NaN and other odd values become strings or None)."""
-    return None if ref is None or (isinstance(ref, float) and ref != ref) else str(ref)
-
-
 def load_image(fetcher: ImageFetcher, ref: object, size: int) -> tuple[np.ndarray | None, str]:
     """Fetch and decode one ``image_*`` cell: pixels (or None) and the status to report."""
     fetched = fetcher.fetch(ref)
@@ -113,10 +108,10 @@ def prepare_chunk(table: pa.Table, fetcher: ImageFetcher, pool: ThreadPoolExecut
     mask = np.zeros((n, 2), np.float32)
     refs = {c: table.column(c).to_pylist() if c in table.column_names else [None] * n for c in IMAGE_COLUMNS}
     # Each distinct reference is fetched and decoded once per chunk, however often it repeats.
-    distinct = list(dict.fromkeys(_ref_key(r) for column in refs.values() for r in column))
+    distinct = list(dict.fromkeys(image_reference(r) for column in refs.values() for r in column))
     loaded = dict(zip(distinct, pool.map(lambda ref: load_image(fetcher, ref, size), distinct), strict=True))
     for side, column in enumerate(IMAGE_COLUMNS):
-        results = [loaded[_ref_key(r)] for r in refs[column]]
+        results = [loaded[image_reference(r)] for r in refs[column]]
         pixels = np.zeros((n, size, size, 3), np.uint8)
         for row, (array, _status) in enumerate(results):
             if array is not None:

@@ -186,19 +186,38 @@ def fit_head(emb: PairEmbeddings, y: np.ndarray, rows: np.ndarray, loss: str, op
 
     keras.utils.set_random_seed(seed)
     head = build_entailment_head(emb.text_1.shape[1], emb.image_1.shape[1], seed=seed)
-    loss_fn, class_weight = _loss_and_weights(loss, y[rows])
-    head.compile(optimizer=keras.optimizers.AdamW(options.learning_rate, weight_decay=1e-4), loss=loss_fn)
-    targets = np.eye(len(LABELS), dtype=np.float32)[y[rows]]
-    head.fit(
+    _compile_and_fit(
+        head,
         emb.head_inputs(rows),
-        targets,
+        y[rows],
+        loss,
+        learning_rate=options.learning_rate,
+        weight_decay=1e-4,
         epochs=options.epochs,
         batch_size=options.batch_size,
+    )
+    return head
+
+
+def _compile_and_fit(
+    model, inputs, y: np.ndarray, loss: str, *, learning_rate, weight_decay, epochs, batch_size, **compile_options
+):
+    """Train ``model`` on ``inputs`` against labels ``y`` with ``loss`` (class weights when the loss asks for them)."""
+    import keras
+
+    loss_fn, class_weight = _loss_and_weights(loss, y)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay), loss=loss_fn, **compile_options
+    )
+    model.fit(
+        inputs,
+        np.eye(len(LABELS), dtype=np.float32)[y],
+        epochs=epochs,
+        batch_size=batch_size,
         class_weight=class_weight,
         shuffle=True,
         verbose=0,
     )
-    return head
 
 
 def head_logits(head, emb: PairEmbeddings, rows=slice(None)) -> np.ndarray:
@@ -218,12 +237,21 @@ class FineTuner:
 
     def train(self, head, emb: PairEmbeddings, y: np.ndarray, rows: np.ndarray, loss: str, options: TrainOptions):
         """The end-to-end model after fine-tuning on ``rows``; ``head`` and the encoder are updated in place."""
-        from mmscore.model.fine_tuning import end_to_end_model, fine_tune
+        from mmscore.model.fine_tuning import end_to_end_model, model_inputs
 
         self.text_encoder.backbone.set_weights(self.pretrained)
         model = end_to_end_model(self.text_encoder, head, emb.image_1.shape[1])
-        loss_fn, class_weight = _loss_and_weights(loss, y[rows])
-        fine_tune(model, self.tokens, emb, y, rows, loss_fn, class_weight, options)
+        _compile_and_fit(
+            model,
+            model_inputs(self.tokens, emb, rows),
+            y[rows],
+            loss,
+            learning_rate=options.fine_tune_learning_rate,
+            weight_decay=1e-2,
+            epochs=options.fine_tune_epochs,
+            batch_size=options.fine_tune_batch_size,
+            jit_compile=False,  # XLA compile time dwarfs these small runs
+        )
         return model
 
     def logits(self, model, emb: PairEmbeddings, rows: np.ndarray) -> np.ndarray:

@@ -100,6 +100,13 @@ class _PeerCheckingAdapter(HTTPAdapter):
         }
 
 
+def image_reference(cell: object) -> str | None:
+    """An ``image_*`` cell as a stripped reference, or None when it is empty (None, NaN, blank)."""
+    if cell is None or (isinstance(cell, float) and cell != cell):
+        return None
+    return str(cell).strip() or None
+
+
 class ImageFetcher:
     """Resolves image references to bytes, through the cache, with timeouts, retries and size caps.
 
@@ -135,9 +142,9 @@ class ImageFetcher:
 
     def fetch(self, ref: object) -> Fetched:
         """Bytes and status for one ``image_*`` cell."""
-        if ref is None or (isinstance(ref, float) and ref != ref) or not str(ref).strip():
+        ref = image_reference(ref)
+        if ref is None:
             return Fetched(None, "missing")
-        ref = str(ref).strip()
         if "://" not in ref:
             return self._read_local(ref)
         cached = self.cache.get(ref)

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmscore.labels import LABELS
-
 
 @dataclass
 class PairTokens:
@@ -61,21 +59,3 @@ def model_inputs(tokens: PairTokens, emb, rows) -> list[np.ndarray]:
         emb.image_2[rows],
         emb.image_mask[rows],
     ]
-
-
-def fine_tune(model, tokens: PairTokens, emb, y: np.ndarray, rows: np.ndarray, loss_fn, class_weight, options):
-    """Train ``model`` (from :func:`end_to_end_model`) on ``rows``; returns the per-epoch training losses."""
-    import keras
-
-    optimizer = keras.optimizers.AdamW(options.fine_tune_learning_rate, weight_decay=1e-2)
-    model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)  # XLA compile time dwarfs small runs
-    history = model.fit(
-        model_inputs(tokens, emb, rows),
-        np.eye(len(LABELS), dtype=np.float32)[y[rows]],
-        epochs=options.fine_tune_epochs,
-        batch_size=options.fine_tune_batch_size,
-        class_weight=class_weight,
-        shuffle=True,
-        verbose=0,
-    )
-    return history.history["loss"]
