@@ -223,7 +223,7 @@ def train(
     ] = None,
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed for folds and initialisation.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs per head fit.")] = 30,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs per head fit.")] = 60,
     loss: Annotated[
         list[str] | None, typer.Option(help="Loss(es) to compare: cross_entropy, class_weighted, focal [default: all].")
     ] = None,
@@ -234,6 +234,13 @@ def train(
         ),
     ] = False,
     fine_tune_epochs: Annotated[int, typer.Option(min=1, help="Epochs of end-to-end training with --fine-tune.")] = 2,
+    pair_features: Annotated[
+        bool,
+        typer.Option(
+            "--pair-features/--no-pair-features",
+            help="Also feed the head lexical overlap features of the two texts (shared words, numbers, @mentions).",
+        ),
+    ] = True,
     image_cache: ImageCacheOpt = None,
     offline: OfflineOpt = False,
     allow_private_urls: PrivateOpt = False,
@@ -244,7 +251,7 @@ def train(
     fitted on frozen embeddings; the model directory then holds the tuned encoder weights too.
     """
     from mmscore.io.pairs_reader import InputError
-    from mmscore.training import LOSSES, TrainOptions, train_model
+    from mmscore.training import LEXICAL_FEATURES, LOSSES, TrainOptions, train_model
 
     if images is not None and not images.is_dir():
         raise fail(f"{images}: --images must be a folder")
@@ -256,6 +263,7 @@ def train(
             epochs=epochs,
             fine_tune=fine_tune,
             fine_tune_epochs=fine_tune_epochs,
+            pair_features=LEXICAL_FEATURES if pair_features else "",
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc

@@ -76,6 +76,7 @@ class PreparedChunk:
     images: list[np.ndarray]  # two (n, size, size, 3) uint8 arrays
     image_mask: np.ndarray  # (n, 2) float32, 1 where the image was decoded
     statuses: dict[str, list[str]]
+    pair_features: np.ndarray  # (n, d) float32 lexical features of the texts; d = 0 when the model takes none
 
 
 def _texts(table: pa.Table, column: str) -> list[str | None]:
@@ -96,8 +97,14 @@ def load_image(fetcher: ImageFetcher, ref: object, size: int) -> tuple[np.ndarra
     return decoded.pixels, (fetched.status if decoded.pixels is not None else decoded.status)
 
 
-def prepare_chunk(table: pa.Table, fetcher: ImageFetcher, pool: ThreadPoolExecutor, size: int) -> PreparedChunk:
-    """Texts, decoded images, masks and per-row statuses for one chunk."""
+def prepare_chunk(
+    table: pa.Table,
+    fetcher: ImageFetcher,
+    pool: ThreadPoolExecutor,
+    size: int,
+    pair_features: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> PreparedChunk:
+    """Texts, decoded images, masks, per-row statuses and (given ``pair_features``) text features for one chunk."""
     n = table.num_rows
     notes = [None] * n
     if ROW_NOTE in table.column_names:  # the reader's verdict on the row (malformed, repaired) comes first
@@ -120,7 +127,8 @@ def prepare_chunk(table: pa.Table, fetcher: ImageFetcher, pool: ThreadPoolExecut
         images.append(pixels)
         statuses[f"{column}_status"] = [status for _array, status in results]
     as_text = [np.array(["" if t is None else t for t in col], dtype=object) for col in (t1, t2)]
-    return PreparedChunk(table, as_text[0], as_text[1], images, mask, statuses)
+    features = pair_features(*as_text) if pair_features else np.zeros((n, 0), np.float32)
+    return PreparedChunk(table, as_text[0], as_text[1], images, mask, statuses, features)
 
 
 def scored_table(chunk: PreparedChunk, probs: np.ndarray) -> pa.Table:
@@ -208,7 +216,7 @@ def score_pairs(
 
     with ThreadPoolExecutor(options.fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
         tables = _limited(source.chunks(options.chunk_rows, skip=writer.rows_done), limit)
-        prepared = _prepared_ahead(tables, lambda t: prepare_chunk(t, fetcher, pool, size))
+        prepared = _prepared_ahead(tables, lambda t: prepare_chunk(t, fetcher, pool, size, predictor.pair_features))
 
         def batches():
             for chunk in prepared:
@@ -221,6 +229,7 @@ def score_pairs(
                         "image_1": chunk.images[0][lo:hi],
                         "image_2": chunk.images[1][lo:hi],
                         "image_mask": chunk.image_mask[lo:hi],
+                        "pair_features": chunk.pair_features[lo:hi],
                     }
 
         signature = {
@@ -229,12 +238,14 @@ def score_pairs(
             "image_1": tf.TensorSpec([None, size, size, 3], tf.uint8),
             "image_2": tf.TensorSpec([None, size, size, 3], tf.uint8),
             "image_mask": tf.TensorSpec([None, 2], tf.float32),
+            "pair_features": tf.TensorSpec([None, predictor.pair_features([""], [""]).shape[1]], tf.float32),
         }
 
         def tokenise(batch):
             ids_1, mask_1 = text_encoder.tokenize(batch["text_1"])
             ids_2, mask_2 = text_encoder.tokenize(batch["text_2"])
-            return ids_1, mask_1, ids_2, mask_2, batch["image_1"], batch["image_2"], batch["image_mask"]
+            images = batch["image_1"], batch["image_2"], batch["image_mask"]
+            return ids_1, mask_1, ids_2, mask_2, *images, batch["pair_features"]
 
         dataset = (
             tf.data.Dataset.from_generator(batches, output_signature=signature)

@@ -23,6 +23,9 @@ from mmscore.io.pairs_reader import REQUIRED_COLUMNS, InputError
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
 from mmscore.model.embedding_cache import EmbeddingCache, cached_encode, content_key
+from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
+from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
+from mmscore.model.pair_features import pair_features
 
 LOSSES = ("cross_entropy", "class_weighted", "focal")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
@@ -34,7 +37,7 @@ class TrainOptions:
     losses: tuple[str, ...] = LOSSES
     folds: int = 5
     seed: int = 0
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 64
     learning_rate: float = 1e-3
     sequence_length: int = 128
@@ -44,6 +47,7 @@ class TrainOptions:
     fine_tune_epochs: int = 2
     fine_tune_learning_rate: float = 2e-5
     fine_tune_batch_size: int = 16
+    pair_features: str = LEXICAL_FEATURES  # lexical overlap features as a head input; "" for none
 
     def __post_init__(self):
         unknown = set(self.losses) - set(LOSSES)
@@ -51,6 +55,8 @@ class TrainOptions:
             raise ValueError(f"unknown loss(es) {sorted(unknown)}; choose from {', '.join(LOSSES)}")
         if self.folds < 2:
             raise ValueError("folds must be at least 2")
+        if self.pair_features and self.pair_features not in KNOWN_PAIR_FEATURES:
+            raise ValueError(f"unknown pair features {self.pair_features!r}; known: {', '.join(KNOWN_PAIR_FEATURES)}")
 
 
 @dataclass
@@ -62,15 +68,19 @@ class PairEmbeddings:
     image_mask: np.ndarray
     image_statuses: Counter = field(default_factory=Counter)
     encoded: Counter = field(default_factory=Counter)  # encoder calls this run, per modality
+    pair_features: np.ndarray | None = None  # lexical features of the two texts, when the head takes them
 
     def head_inputs(self, rows=slice(None)) -> dict[str, np.ndarray]:
-        return {
+        inputs = {
             "text_1": self.text_1[rows],
             "text_2": self.text_2[rows],
             "image_1": self.image_1[rows],
             "image_2": self.image_2[rows],
             "image_mask": self.image_mask[rows],
         }
+        if self.pair_features is not None:
+            inputs["pair_features"] = self.pair_features[rows]
+        return inputs
 
 
 @dataclass
@@ -185,7 +195,10 @@ def fit_head(emb: PairEmbeddings, y: np.ndarray, rows: np.ndarray, loss: str, op
     from mmscore.model.entailment_head import build_entailment_head
 
     keras.utils.set_random_seed(seed)
-    head = build_entailment_head(emb.text_1.shape[1], emb.image_1.shape[1], seed=seed)
+    pair_dim = 0 if emb.pair_features is None else emb.pair_features.shape[1]
+    head = build_entailment_head(emb.text_1.shape[1], emb.image_1.shape[1], pair_feature_dim=pair_dim, seed=seed)
+    if pair_dim:  # the features' scale is learned from the training rows only
+        head.get_layer("pair_features_norm").adapt(emb.pair_features[rows])
     _compile_and_fit(
         head,
         emb.head_inputs(rows),
@@ -365,6 +378,8 @@ def train_model(
     image = registry.image_encoder(options.image_encoder)
     progress("embedding texts and images (cached)")
     emb = embed_pairs(df, images_dir, fetcher, text, image, cache_root)
+    if options.pair_features:
+        emb.pair_features = pair_features(df["text_1"], df["text_2"], options.pair_features)
     tuner = None
     if options.fine_tune:  # a private copy of the encoder: the shared one keeps its pretrained weights
         tuned = registry.build_text_encoder(options.text_encoder, options.sequence_length)
@@ -394,6 +409,7 @@ def train_model(
         mmscore_version=mmscore.__version__,
         notes=f"images found: {int(emb.image_mask.sum())} of {2 * len(df)}",
         text_encoder_weights=TEXT_WEIGHTS_FILE if tuner else "",
+        pair_features=options.pair_features,
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ import pytest
 from mmscore.images.fetcher import FetchSettings, ImageFetcher
 from mmscore.images.image_cache import ImageCache
 from mmscore.io.pairs_reader import InputError
-from mmscore.labels import LABELS
+from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.model.card import ModelCard
 from mmscore.model.predictor import Predictor
 from mmscore.training import (
@@ -40,6 +40,63 @@ def test_head_learns_a_separable_rule_and_beats_majority():
     assert accuracy > majority + 0.2
 
 
+def test_pair_features_make_a_lexical_rule_learnable():
+    """Numbers that agree -> Implies, disagree -> Contradictory: invisible in random embeddings, learnable
+    from the lexical pair features, so only a head fed those features beats the majority class."""
+    from mmscore.model.pair_features import pair_features
+
+    rng = np.random.default_rng(3)
+    n = 400
+    y = rng.choice(3, n, p=[0.3, 0.3, 0.4])
+    first = [f"river level at {rng.integers(100, 999)} cm" for _ in range(n)]
+    second = [
+        t if label == 1 else f"river level at {rng.integers(100, 999)} cm" if label == 0 else "lovely weather today"
+        for t, label in zip(first, y, strict=True)
+    ]
+    noise = rng.normal(size=(n, 16)).astype(np.float32)
+    z = np.zeros((n, 8), np.float32)
+    train, test = np.arange(300), np.arange(300, n)
+    majority = np.bincount(y[test]).max() / len(test)
+    options = TrainOptions(epochs=60, batch_size=32)
+    accuracy = {}
+    for name, features in (("with", pair_features(first, second)), ("without", None)):
+        emb = PairEmbeddings(noise, noise[::-1].copy(), z, z, np.zeros((n, 2), np.float32), pair_features=features)
+        head = fit_head(emb, y, train, "cross_entropy", options, seed=0)
+        accuracy[name] = (head_logits(head, emb, test).argmax(1) == y[test]).mean()
+    assert accuracy["with"] > majority + 0.3
+    assert accuracy["without"] < majority + 0.1
+
+
+def test_pair_features_see_numbers_direction_and_stay_bounded():
+    from mmscore.model.pair_features import DIM, pair_features
+
+    same = "Egg Harbor is hiring 12 drivers https://t.co/abc"
+    f = pair_features(
+        [same, "24,375 new cases in Delhi", "hiring drivers", "x" * 1_000_000, None],
+        [same.replace("abc", "xyz"), "25462 new cases in Delhi", "Egg Harbor is hiring drivers today", "x", ""],
+    )
+    assert f.shape == (5, DIM) and f.dtype == np.float32 and np.isfinite(f).all()
+    assert f[0, 0] == 1.0 and f[0, 10] == 1.0  # only the t.co link differs: identical in every lexical view
+    assert f[1, 4] == 1.0 and f[0, 4] == 0.0  # both give numbers, none of them agree
+    assert f[2, 1] == 1.0 and f[2, 2] < 0.5  # all of text_1 is in text_2, not the other way round
+    with pytest.raises(ValueError, match="unknown pair feature set"):
+        pair_features(["a"], ["b"], name="lexical-v0")
+
+
+def test_card_and_head_must_agree_on_pair_features(tmp_path, model_dir):
+    import json
+    import shutil
+
+    from mmscore.model.card import CARD_FILE, InvalidModelError
+
+    shutil.copytree(model_dir, tmp_path / "m")
+    card = json.loads((tmp_path / "m" / CARD_FILE).read_text())
+    card["pair_features"] = "" if card.get("pair_features") else "lexical-v1"
+    (tmp_path / "m" / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(InvalidModelError, match="pair_features"):
+        Predictor.load(tmp_path / "m")
+
+
 def _write_pairs(tmp_path, n_per_class=6):
     rows = []
     for label in LABELS:
@@ -63,11 +120,14 @@ def test_train_save_load_predict_round_trip(tmp_path):
     card = ModelCard.load(tmp_path / "model")  # validates
     assert card.training_rows == 18 and card.loss == "cross_entropy" and card.labels == list(LABELS)
     assert set(card.cv_metrics["per_loss"]["cross_entropy"]["per_class"]) == set(LABELS)
+    assert card.pair_features == "lexical-v1" and "lexical-v1" in card.model_id()
     rng = np.random.default_rng(1)
     inputs = [rng.normal(size=(4, d)).astype(np.float32) for d in (384, 384, 1280, 1280)]
     mask = np.ones((4, 2), np.float32)
-    a = Predictor.load(tmp_path / "model").predict_embeddings(*inputs, mask)
-    b = Predictor.load(tmp_path / "model").predict_embeddings(*inputs, mask)
+    first = Predictor.load(tmp_path / "model")
+    lexical = first.pair_features(["12 cases", "a", "b c", ""], ["13 cases", "a", "c", "d"])
+    a = first.predict_embeddings(*inputs, mask, lexical)
+    b = Predictor.load(tmp_path / "model").predict_embeddings(*inputs, mask, lexical)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-5)
     assert result.encoded["text"] == 36
@@ -191,3 +251,26 @@ def test_fine_tune_trains_the_text_encoder_and_scoring_uses_it(tmp_path, text_en
 
     fresh = registry.build_text_encoder(sequence_length=text_encoder.sequence_length)
     np.testing.assert_allclose(text_encoder.encode(texts), fresh.encode(texts), atol=1e-6)
+
+
+def test_head_on_real_tweet_pairs_beats_the_majority_class_on_held_out_rows(
+    tmp_path, shared_data, text_encoder, image_encoder
+):
+    """The recipe on real data: frozen embeddings + lexical pair features, fitted on 80 %, judged on the rest."""
+    from sklearn.model_selection import train_test_split
+
+    from mmscore.model.pair_features import pair_features
+    from mmscore.training import macro_f1
+
+    df, _ = read_labelled_pairs(shared_data / "tweets" / "tweets_trainval.csv")
+    # The shared embedding cache: a second run of the suite skips the encoders.
+    emb = embed_pairs(df, None, _offline_fetcher(tmp_path), text_encoder, image_encoder)
+    emb.pair_features = pair_features(df["text_1"], df["text_2"])
+    y = np.array([LABEL_INDEX[v] for v in df["label"]])
+    train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=0)
+    head = fit_head(emb, y, train, "focal", TrainOptions(), seed=0)
+    predicted = head_logits(head, emb, test).argmax(1)
+    majority = macro_f1(y[test], np.full(len(test), LABEL_INDEX["NoEntailment"]))
+    assert majority < 0.31
+    assert macro_f1(y[test], predicted) > majority + 0.12
+    assert (predicted[y[test] == LABEL_INDEX["Contradictory"]] == LABEL_INDEX["Contradictory"]).mean() > 0.25

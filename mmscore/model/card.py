@@ -34,9 +34,11 @@ class ModelCard:
     mmscore_version: str = ""
     notes: str = ""
     text_encoder_weights: str = ""  # file in the model directory with fine-tuned text encoder weights
+    pair_features: str = ""  # the lexical pair feature set the head takes (mmscore.model.pair_features); "" for none
 
     def validate(self) -> None:
         from mmscore.encoders.registry import IMAGE_ENCODERS, TEXT_ENCODERS
+        from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
 
         if list(self.labels) != list(LABELS):
             raise InvalidModelError(f"model labels {self.labels} differ from the contract {list(LABELS)}")
@@ -48,13 +50,16 @@ class ModelCard:
             raise InvalidModelError(f"unknown image encoder {self.image_encoder!r}")
         if self.text_encoder_weights not in ("", TEXT_WEIGHTS_FILE):
             raise InvalidModelError(f"text_encoder_weights must be {TEXT_WEIGHTS_FILE!r} or empty")
+        if self.pair_features not in ("", *KNOWN_PAIR_FEATURES):
+            raise InvalidModelError(f"unknown pair feature set {self.pair_features!r}")
         if not (8 <= self.sequence_length <= 512):
             raise InvalidModelError("sequence_length must be within 8..512")
 
     def model_id(self) -> str:
         tuned = "-finetuned" if self.text_encoder_weights else ""
+        lexical = f"+{self.pair_features}" if self.pair_features else ""
         data = self.training_data_sha256[:12] or "untrained"
-        return f"{self.text_encoder}{tuned}+{self.image_encoder}/{self.loss}/{data}"
+        return f"{self.text_encoder}{tuned}+{self.image_encoder}{lexical}/{self.loss}/{data}"
 
     def save(self, directory: Path) -> None:
         (Path(directory) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")

@@ -52,9 +52,17 @@ def build_entailment_head(
     dropout: float = 0.5,
     modality_dropout: float = 0.3,
     l2: float = 1e-3,
+    pair_feature_dim: int = 0,
+    wide_l2: float = 1e-2,
     seed: int = 0,
 ) -> keras.Model:
-    """Inputs ``text_1, text_2, image_1, image_2, image_mask (B, 2)`` -> logits over :data:`LABELS`."""
+    """Inputs ``text_1, text_2, image_1, image_2, image_mask (B, 2)`` -> logits over :data:`LABELS`.
+
+    With ``pair_feature_dim`` > 0 the head also takes ``pair_features`` (see
+    :mod:`mmscore.model.pair_features`): normalised by a ``pair_features_norm`` layer (call ``adapt`` on
+    the training rows), fed into the fusion, and, with the text pair, into a strongly regularised
+    linear path added to the logits (wide and deep).
+    """
     reg = keras.regularizers.L2(l2)
     text_1 = keras.Input((text_dim,), name="text_1")
     text_2 = keras.Input((text_dim,), name="text_2")
@@ -65,13 +73,26 @@ def build_entailment_head(
     mask = ModalityDropout(modality_dropout, seed=seed, name="modality_dropout")(image_mask)
     present_1 = layers.Reshape((1,))(mask[:, 0])
     present_2 = layers.Reshape((1,))(mask[:, 1])
-    text = PairFeatures(name="text_pair")(text_1, text_2)
-    text = layers.Dense(hidden, activation="gelu", kernel_regularizer=reg, name="text_proj")(text)
+    text_pair = PairFeatures(name="text_pair")(text_1, text_2)
+    text = layers.Dense(hidden, activation="gelu", kernel_regularizer=reg, name="text_proj")(text_pair)
     image = PairFeatures(name="image_pair")(image_1, image_2, present_1, present_2)
     image = layers.Dense(hidden, activation="gelu", kernel_regularizer=reg, name="image_proj")(image)
-    x = layers.Concatenate(name="fusion")([text, image, mask])
+    fused = [text, image, mask]
+    inputs = [text_1, text_2, image_1, image_2, image_mask]
+    if pair_feature_dim:
+        pair = keras.Input((pair_feature_dim,), name="pair_features")
+        inputs.append(pair)
+        pair_norm = layers.Normalization(name="pair_features_norm")(pair)
+        fused.append(layers.Dense(16, activation="gelu", kernel_regularizer=reg, name="pair_proj")(pair_norm))
+    x = layers.Concatenate(name="fusion")(fused)
     x = layers.Dropout(dropout, seed=seed)(x)
     x = layers.Dense(hidden // 2, activation="gelu", kernel_regularizer=reg, name="fused")(x)
     x = layers.Dropout(dropout, seed=seed + 1)(x)
     logits = layers.Dense(len(LABELS), name="logits", dtype="float32")(x)  # float32 under mixed precision
-    return keras.Model([text_1, text_2, image_1, image_2, image_mask], logits, name="entailment_head")
+    if pair_feature_dim:
+        wide = layers.Concatenate(name="wide_inputs")([text_pair, pair_norm])
+        wide = layers.Dense(
+            len(LABELS), kernel_regularizer=keras.regularizers.L2(wide_l2), name="wide", dtype="float32"
+        )(wide)
+        logits = layers.Add(name="wide_and_deep", dtype="float32")([logits, wide])
+    return keras.Model(inputs, logits, name="entailment_head")

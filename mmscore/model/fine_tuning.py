@@ -43,14 +43,21 @@ def end_to_end_model(text_encoder, head, image_dim: int):
     image_1 = keras.Input((image_dim,), name="image_1")
     image_2 = keras.Input((image_dim,), name="image_2")
     image_mask = keras.Input((2,), name="image_mask")
-    # Positional, in the head's input order (a dict of symbolic tensors is matched by sorted key, not name).
+    inputs = [ids_1, mask_1, ids_2, mask_2, image_1, image_2, image_mask]
     text_1, text_2 = text_encoder.model([ids_1, mask_1]), text_encoder.model([ids_2, mask_2])
-    logits = head([text_1, text_2, image_1, image_2, image_mask])
-    return keras.Model([ids_1, mask_1, ids_2, mask_2, image_1, image_2, image_mask], logits)
+    by_name = {"text_1": text_1, "text_2": text_2, "image_1": image_1, "image_2": image_2, "image_mask": image_mask}
+    for extra in head.inputs:
+        if extra.name == "pair_features":
+            by_name[extra.name] = keras.Input(extra.shape[1:], name=extra.name)
+            inputs.append(by_name[extra.name])
+    # Positional, in the head's input order (a dict of symbolic tensors is matched by sorted key, not name).
+    logits = head([by_name[t.name] for t in head.inputs])
+    return keras.Model(inputs, logits)
 
 
 def model_inputs(tokens: PairTokens, emb, rows) -> list[np.ndarray]:
-    return [
+    """The end-to-end model's inputs for ``rows``, in :func:`end_to_end_model`'s order."""
+    inputs = [
         tokens.ids_1[rows],
         tokens.mask_1[rows],
         tokens.ids_2[rows],
@@ -59,3 +66,6 @@ def model_inputs(tokens: PairTokens, emb, rows) -> list[np.ndarray]:
         emb.image_2[rows],
         emb.image_mask[rows],
     ]
+    if emb.pair_features is not None:
+        inputs.append(emb.pair_features[rows])
+    return inputs

@@ -24,7 +24,7 @@ class Predictor:
     """Encoders named by the card + the trained head; probabilities in the contract's label order.
 
     >>> predictor = Predictor.load()            # the default model shipped with mmscore
-    >>> probs = predictor.predict_embeddings(t1, t2, i1, i2, image_mask)
+    >>> probs = predictor.predict_embeddings(t1, t2, i1, i2, image_mask, predictor.pair_features(texts_1, texts_2))
     """
 
     def __init__(self, card: ModelCard, head, directory: Path | None = None):
@@ -51,7 +51,23 @@ class Predictor:
             raise InvalidModelError(f"{directory / HEAD_FILE}: refused to load ({first[:200]})") from exc
         if card.text_encoder_weights and not (directory / card.text_encoder_weights).is_file():
             raise InvalidModelError(f"{directory}: fine-tuned text encoder weights {card.text_encoder_weights} missing")
+        if bool(card.pair_features) != ("pair_features" in [t.name for t in head.inputs]):
+            raise InvalidModelError(f"{directory}: the card's pair_features and the head's inputs disagree")
         return cls(card, head, directory)
+
+    def pair_features(self, text_1, text_2) -> np.ndarray:
+        """The lexical features this model's head takes, ``(n, 0)`` when it takes none."""
+        from mmscore.model.pair_features import pair_features
+
+        if not self.card.pair_features:
+            return np.zeros((len(text_1), 0), np.float32)
+        return pair_features(text_1, text_2, self.card.pair_features)
+
+    def _head_inputs(self, text_1, text_2, image_1, image_2, image_mask, pair_features) -> dict:
+        inputs = {"text_1": text_1, "text_2": text_2, "image_1": image_1, "image_2": image_2, "image_mask": image_mask}
+        if self.card.pair_features:
+            inputs["pair_features"] = pair_features
+        return inputs
 
     @cached_property
     def text_encoder(self):
@@ -69,26 +85,23 @@ class Predictor:
 
         return registry.image_encoder(self.card.image_encoder)
 
-    def predict_embeddings(self, text_1, text_2, image_1, image_2, image_mask) -> np.ndarray:
-        logits = self.head.predict(
-            {"text_1": text_1, "text_2": text_2, "image_1": image_1, "image_2": image_2, "image_mask": image_mask},
-            verbose=0,
-            batch_size=1024,
-        )
-        return apply_offsets(logits, self.offsets)
+    def predict_embeddings(self, text_1, text_2, image_1, image_2, image_mask, pair_features) -> np.ndarray:
+        inputs = self._head_inputs(text_1, text_2, image_1, image_2, image_mask, pair_features)
+        return apply_offsets(self.head.predict(inputs, verbose=0, batch_size=1024), self.offsets)
 
     @cached_property
     def scoring_step(self):
-        """A compiled function: one tokenised, decoded batch -> head logits."""
+        """A compiled function: one tokenised, decoded batch (+ its :meth:`pair_features`) -> head logits."""
         import tensorflow as tf
 
         text_model = self.text_encoder.model
         image_model = self.image_encoder.model
         head = self.head
+        head_inputs = self._head_inputs
         feature_dim = self.image_encoder.dim
 
         @tf.function(reduce_retracing=True)
-        def step(ids_1, mask_1, ids_2, mask_2, image_1, image_2, image_mask):
+        def step(ids_1, mask_1, ids_2, mask_2, image_1, image_2, image_mask, pair_features):
             n = tf.shape(ids_1)[0]
             ids = tf.concat([ids_1, ids_2], 0)
             mask = tf.concat([mask_1, mask_2], 0)
@@ -108,15 +121,7 @@ class Predictor:
 
             # An empty batch trips oneDNN's batch norm, and there is nothing to encode anyway.
             features = tf.cond(tf.size(where) > 0, encode_present, lambda: tf.zeros(shape))
-            return head(
-                {
-                    "text_1": texts[:n],
-                    "text_2": texts[n:],
-                    "image_1": features[:n],
-                    "image_2": features[n:],
-                    "image_mask": image_mask,
-                },
-                training=False,
-            )
+            inputs = head_inputs(texts[:n], texts[n:], features[:n], features[n:], image_mask, pair_features)
+            return head(inputs, training=False)
 
         return step

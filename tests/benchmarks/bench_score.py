@@ -80,11 +80,12 @@ def main(rows: int = 256) -> None:
     ids1, m1 = predictor.text_encoder.tokenize(tf.constant(df["text_1"][:32].tolist()))
     ids2, m2 = predictor.text_encoder.tokenize(tf.constant(df["text_2"][:32].tolist()))
     mask = tf.ones((32, 2))
-    step(ids1, m1, ids2, m2, images, images, mask)
+    lexical = predictor.pair_features(df["text_1"][:32].tolist(), df["text_2"][:32].tolist())
+    step(ids1, m1, ids2, m2, images, images, mask, lexical)
     start = time.perf_counter()
     batches = rows // 32
     for _ in range(batches):
-        step(ids1, m1, ids2, m2, images, images, mask).numpy()
+        step(ids1, m1, ids2, m2, images, images, mask, lexical).numpy()
     forward = batches * 32 / (time.perf_counter() - start)
 
     reference_rows = min(rows, 32)
@@ -96,7 +97,8 @@ def main(rows: int = 256) -> None:
                 pics.append(np.asarray(im.convert("RGB").resize((size, size)), np.uint8))
         a, ma = predictor.text_encoder.tokenize(tf.constant([row.text_1]))
         b, mb = predictor.text_encoder.tokenize(tf.constant([row.text_2]))
-        step(a, ma, b, mb, pics[0][None], pics[1][None], tf.ones((1, 2))).numpy()
+        lexical = predictor.pair_features([row.text_1], [row.text_2])
+        step(a, ma, b, mb, pics[0][None], pics[1][None], tf.ones((1, 2)), lexical).numpy()
     reference = reference_rows / (time.perf_counter() - start)
 
     print(f"rows {rows}, batch 32, images present on both sides, warm cache")
