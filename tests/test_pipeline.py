@@ -56,7 +56,7 @@ def test_order_count_statuses_and_probabilities(tmp_path, image_server, predicto
     assert result["id"].tolist() == df["id"].tolist()
     assert result["extra"].tolist() == df["extra"].tolist()
     assert set(result["pred_label"]) <= set(LABELS)
-    np.testing.assert_allclose(result[list(PROB_COLUMNS)].sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(result[list(PROB_COLUMNS)].sum(axis=1), 1.0, atol=1e-5)
     for ref, status in zip(df["image_1"], result["image_1_status"], strict=True):
         if not isinstance(ref, str) or not ref:
             assert status == "missing"
