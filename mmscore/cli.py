@@ -86,7 +86,7 @@ def _load_predictor(model: Path | None):
         raise fail(str(exc)) from exc
 
 
-def _fetcher(image_cache: Path | None, offline: bool, allow_private: bool, base_dir: Path, workers: int):
+def _fetcher(image_cache: Path | None, offline: bool, allow_private: bool, image_root: Path, workers: int):
     from mmscore.images.fetcher import FetchSettings, ImageFetcher
     from mmscore.images.image_cache import ImageCache
     from mmscore.images.url_policy import UrlPolicy
@@ -95,7 +95,7 @@ def _fetcher(image_cache: Path | None, offline: bool, allow_private: bool, base_
         ImageCache(image_cache),
         UrlPolicy(allow_private=allow_private),
         FetchSettings(offline=offline),
-        base_dir=base_dir,
+        image_root=image_root,
         pool_size=workers,
     )
 
@@ -114,6 +114,14 @@ ImageCacheOpt = Annotated[
     Path | None, typer.Option("--image-cache", help="Image cache directory [default: ~/.cache/mmscore/images].")
 ]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use only cached or local images; fetch nothing.")]
+ImageRootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--image-root",
+        help="Folder that local image paths are read from; nothing outside it is read (symlinks resolved) "
+        "[default: the input file's folder; stdin: the current folder].",
+    ),
+]
 PrivateOpt = Annotated[
     bool,
     typer.Option("--allow-private-urls", help="Allow image URLs on private/loopback hosts (internal use, tests)."),
@@ -134,6 +142,7 @@ def score(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run into the same OUTPUT.")] = False,
     limit: Annotated[int | None, typer.Option(min=0, help="Score only the first N rows.")] = None,
     allow_private_urls: PrivateOpt = False,
+    image_root: ImageRootOpt = None,
 ) -> None:
     """Label every pair: stream the input, fetch and cache images, write one output row per input row.
 
@@ -142,7 +151,7 @@ def score(
     """
     from mmscore.io.pairs_reader import InputError, open_pairs
     from mmscore.io.scored_writer import OutputError
-    from mmscore.pipeline import ScoreOptions
+    from mmscore.pipeline import ScoreOptions, ScoringError
 
     if output.suffix.lower() not in (".parquet", ".pq"):
         raise fail(f"{output}: output must be a .parquet file")
@@ -150,17 +159,25 @@ def score(
         source = open_pairs(input)
     except InputError as exc:
         raise fail(str(exc)) from exc
-    base_dir = Path.cwd() if input == "-" else Path(input).resolve().parent
-    fetcher = _fetcher(image_cache, offline, allow_private_urls, base_dir, fetch_workers)
+    if image_root is None:
+        image_root = Path.cwd() if input == "-" else Path(input).resolve().parent
+    elif not image_root.is_dir():
+        raise fail(f"{image_root}: --image-root must be a folder")
+    fetcher = _fetcher(image_cache, offline, allow_private_urls, image_root, fetch_workers)
     options = ScoreOptions(batch_size=batch_size, fetch_workers=fetch_workers, limit=limit, resume=resume)
     with console.status("loading model..."):
         predictor = _load_predictor(model)
     total = source.num_rows if limit is None or source.num_rows is None else min(limit, source.num_rows)
     try:
         summary = _score_with_progress(source, output, predictor, fetcher, options, total)
-    except (InputError, OutputError) as exc:
+    except (InputError, OutputError, ScoringError) as exc:
         raise fail(str(exc)) from exc
     _print_score_summary(summary, output)
+    if not predictor.card.uses_images:
+        console.print(
+            f"note: this model does not use images ({predictor.card.image_rows} of {predictor.card.training_rows} "
+            "training rows had one); image statuses are reported, predictions come from the texts"
+        )
 
 
 def _score_with_progress(source, output, predictor, fetcher, options, total):
@@ -241,9 +258,20 @@ def train(
             help="Also feed the head lexical overlap features of the two texts (shared words, numbers, @mentions).",
         ),
     ] = True,
+    photos: Annotated[
+        Path | None,
+        typer.Option(
+            "--photos",
+            help="Folder of real photos unrelated to the pairs. A quarter is held out to measure how often attaching "
+            "unrelated photos changes a label; the rest (with crops) are attached to training rows, labels unchanged, "
+            "so the head learns that a present image is no evidence. Without it, images are used only when at least "
+            "25% of training rows have their own.",
+        ),
+    ] = None,
     image_cache: ImageCacheOpt = None,
     offline: OfflineOpt = False,
     allow_private_urls: PrivateOpt = False,
+    image_root: ImageRootOpt = None,
 ) -> None:
     """Train the entailment head on frozen encoders: cached embeddings, k-fold CV, loss chosen by macro-F1.
 
@@ -255,6 +283,8 @@ def train(
 
     if images is not None and not images.is_dir():
         raise fail(f"{images}: --images must be a folder")
+    if photos is not None and not photos.is_dir():
+        raise fail(f"{photos}: --photos must be a folder")
     try:
         options = TrainOptions(
             losses=tuple(loss or LOSSES),
@@ -267,20 +297,34 @@ def train(
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    fetcher = _fetcher(image_cache, offline, allow_private_urls, data.resolve().parent, 16)
+    if image_root is not None and not image_root.is_dir():
+        raise fail(f"{image_root}: --image-root must be a folder")
+    # --images names files by id inside that folder; otherwise image_* paths are read under the data's folder.
+    root = image_root or images or data.resolve().parent
+    fetcher = _fetcher(image_cache, offline, allow_private_urls, root, 16)
     _report_devices()
     try:
         with console.status("training...") as status:
-            result = train_model(data, out, fetcher, images, options, progress=lambda m: status.update(m))
-    except InputError as exc:
+            result = train_model(
+                data, out, fetcher, images, options, progress=lambda m: status.update(m), photos=photos
+            )
+    except (InputError, ValueError) as exc:
         raise fail(str(exc)) from exc
     for name, metrics in result.per_loss.items():
         marker = " (chosen)" if name == result.chosen_loss else ""
         console.print(_metrics_table(f"{folds}-fold CV, loss={name}{marker}", metrics))
+    console.print(_per_fold_table(result.per_loss[result.chosen_loss]))
+    card = result.card
+    if not card.uses_images:
+        console.print(
+            f"this model does not use images: {card.image_rows} of {card.training_rows} training rows had one and "
+            "no --photos were given (scoring still fetches images and reports their status)"
+        )
     console.print(
         f"skipped rows (empty text): {result.skipped_rows}; images: "
         + ", ".join(f"{k} {v}" for k, v in sorted(result.image_statuses.items()))
-        + f"; encoder calls this run: {dict(result.encoded)}; offsets {result.card.decision_offsets}"
+        + f"; encoder calls this run: {dict(result.encoded)}; offsets {card.decision_offsets}; "
+        f"temperature {card.temperature:.3f}"
     )
     console.print(f"saved model to {out} in {result.seconds:.1f} s")
 
@@ -298,6 +342,31 @@ def _report_devices() -> None:
         console.print(f"training on GPU ({len(gpus)} device(s)), mixed precision")
     else:
         console.print("training on CPU")
+
+
+def _per_fold_table(metrics: dict) -> Table:
+    """Per fold and overall: macro-F1, calibration before/after the temperature, photo robustness."""
+    from mmscore.training import PROBES
+
+    table = Table(title="per fold: calibration (offsets and temperature cross-fitted) and unrelated-photo probe")
+    columns = ["fold", "macro-F1", "T", "ECE before → after", "log-loss before → after", "Brier before → after"]
+    probes = [p for p in PROBES if p in metrics["robustness"]]
+    columns += [f"{p.replace('_', ' ')}: flips / ΔF1" for p in probes]
+    for column in columns:
+        table.add_column(column, justify="right")
+
+    def row(name, f1, temperature, before, after, robustness):
+        cells = [name, f"{f1:.3f}", temperature]
+        cells += [f"{before[k]:.3f} → {after[k]:.3f}" for k in ("ece", "log_loss", "brier")]
+        cells += [f"{100 * robustness[p]['flip_rate']:.1f}% / {robustness[p]['macro_f1_change']:+.3f}" for p in probes]
+        table.add_row(*cells)
+
+    for fold in metrics["per_fold"]:
+        t = f"{fold['temperature']:.2f}"
+        row(str(fold["fold"]), fold["macro_f1"], t, fold["calibration_before"], fold["calibration_after"], fold)
+    calib = metrics["calibration"]
+    row("all", metrics["macro_f1"], "", calib["before"], calib["after"], metrics["robustness"])
+    return table
 
 
 def _metrics_table(title: str, metrics: dict):
@@ -325,32 +394,69 @@ def report(
     gold: Annotated[str, typer.Option(help="Column holding gold labels, when present.")] = "label",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
     plot: Annotated[
-        Path | None, typer.Option(help="Also write a PNG: confusion matrix + confidence histogram.")
+        Path | None,
+        typer.Option(help="Also write a PNG: confidence histogram; with gold labels, confusion and reliability."),
     ] = None,
+    review: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the rows a person should look at (.csv or .parquet): ids, texts, image references, "
+            "label, probabilities, least confident first."
+        ),
+    ] = None,
+    below: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Low-confidence threshold on the max probability, for the report and --review "
+            "[default: 0.6; with --top and no --below: no threshold].",
+        ),
+    ] = None,
+    top: Annotated[int | None, typer.Option(min=1, help="With --review: at most the N least confident rows.")] = None,
 ) -> None:
-    """Summarise a scored file: label and confidence distributions, image statuses, metrics vs gold labels."""
+    """Summarise a scored file: label and confidence distributions, image statuses, metrics and calibration vs
+    gold labels, and (with --review) a queue of the least confident rows."""
     import json
 
     from mmscore.io.pairs_reader import InputError
-    from mmscore.report import build_report, plot_report
+    from mmscore.io.scored_writer import OutputError
+    from mmscore.report import LOW_CONFIDENCE, build_report, plot_report, write_review_queue
 
+    threshold = below if below is not None else LOW_CONFIDENCE
     try:
-        result = build_report(scored, gold)
-    except InputError as exc:
+        result = build_report(scored, gold, low_confidence=threshold)
+        queue = None
+        if review:
+            queue_below = below if below is not None or top is None else None
+            queue = write_review_queue(scored, review, queue_below, top, gold)
+    except (InputError, OutputError) as exc:
         raise fail(str(exc)) from exc
     if plot:
         plot_report(result, plot)
     if json_out:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        doc = result.to_json()
+        if queue:
+            doc["review"] = {"file": queue.path, "rows": queue.rows, "below": queue.below, "top": queue.top}
+        print(json.dumps(doc, indent=2, sort_keys=True))
         return
     _print_report(result)
+    if queue:
+        which = " and ".join(
+            ([f"max probability < {queue.below:g}"] if queue.below is not None else [])
+            + ([f"the {queue.top} least confident"] if queue.top else [])
+        )
+        console.print(
+            f"review queue: {queue.rows} rows ({100 * queue.rows / max(queue.total, 1):.1f}% of {queue.total}; "
+            f"{which}) -> {queue.path}",
+            highlight=False,
+        )
     if plot:
         console.print(f"plot written to {plot}")
 
 
 def _print_report(result) -> None:
     from mmscore.labels import LABELS
-    from mmscore.report import LOW_CONFIDENCE
 
     facts = result.run_facts
     console.print(
@@ -377,7 +483,11 @@ def _print_report(result) -> None:
             spark,
         )
     console.print(table)
-    console.print(f"low confidence (max probability < {LOW_CONFIDENCE}): {result.low_confidence} rows")
+    share = 100 * result.low_confidence / max(result.rows, 1)
+    console.print(
+        f"low confidence (max probability < {result.low_confidence_threshold:g}): {result.low_confidence} rows "
+        f"({share:.1f}%)"
+    )
     for column, counts in result.image_statuses.items():
         console.print(_counts_table(column, dict(counts), sum(counts.values())))
     if result.gold_outside_labels:
@@ -391,6 +501,24 @@ def _print_report(result) -> None:
         f"weighted-F1 {m['weighted_f1']:.3f}; majority baseline (always {base['label']}): "
         f"accuracy {base['accuracy']:.3f}, macro-F1 {base['macro_f1']:.3f}"
     )
+    console.print(_calibration_table(result.calibration))
+
+
+def _calibration_table(calibration: dict) -> Table:
+    table = Table(
+        title=f"calibration vs gold: ECE {calibration['ece']:.3f}, log-loss {calibration['log_loss']:.3f}, "
+        f"Brier {calibration['brier']:.3f}; mean confidence {calibration['mean_confidence']:.3f} at accuracy "
+        f"{calibration['accuracy']:.3f}"
+    )
+    for column in ("confidence bin", "rows", "mean confidence", "accuracy"):
+        table.add_column(column, justify="right")
+    for b in calibration["reliability"]:
+        if b["rows"]:
+            low, high = b["bin"]
+            table.add_row(
+                f"{low:.1f}–{high:.1f}", str(b["rows"]), f"{b['mean_confidence']:.3f}", f"{b['accuracy']:.3f}"
+            )
+    return table
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import queue
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,16 +23,25 @@ import pyarrow as pa
 
 import mmscore
 from mmscore.images.decode import decode_image
-from mmscore.images.fetcher import ImageFetcher, image_reference
+from mmscore.images.fetcher import DEFERRED, ImageFetcher, image_reference
 from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE, InputError, PairsSource
 from mmscore.io.scored_writer import ScoredWriter
 from mmscore.labels import LABELS, PROB_COLUMNS
-from mmscore.model.predictor import Predictor, apply_offsets
+from mmscore.model.predictor import Predictor
 
 STATUS_COLUMNS = ("image_1_status", "image_2_status", "text_status")
 OUTPUT_COLUMNS = ("pred_label", *PROB_COLUMNS, *STATUS_COLUMNS)
 # Image statuses that mean "the model saw this image".
 SEEN = ("ok", "cached")
+
+
+class ScoringError(RuntimeError):
+    """Scoring stopped for a reason that is not the input file's: the message names what failed, in one line."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -88,13 +98,42 @@ def _text_status(a: str | None, b: str | None) -> str:
     return "ok" if not empty else "empty_" + "_and_".join(empty)
 
 
-def load_image(fetcher: ImageFetcher, ref: object, size: int) -> tuple[np.ndarray | None, str]:
-    """Fetch and decode one ``image_*`` cell: pixels (or None) and the status to report."""
-    fetched = fetcher.fetch(ref)
+def load_image(fetcher: ImageFetcher, ref: object, size: int, wait: bool = True) -> tuple[np.ndarray | None, str]:
+    """Fetch and decode one ``image_*`` cell: pixels (or None) and the status to report (``wait=False``: may
+    be :data:`DEFERRED`)."""
+    fetched = fetcher.fetch(ref, wait)
     if fetched.data is None:
         return None, fetched.status
     decoded = decode_image(fetched.data, size)
     return decoded.pixels, (fetched.status if decoded.pixels is not None else decoded.status)
+
+
+def load_images(refs: list, fetcher: ImageFetcher, pool: ThreadPoolExecutor, size: int) -> dict:
+    """``ref -> (pixels, status)`` for distinct references, fetched and decoded by ``pool``.
+
+    A reference whose host is busy (its name lookup in flight, or all its connections in use) goes to the
+    back of the line instead of holding a worker, so a dead or slow host never stalls the others.
+    """
+    results: dict = {}
+    waiting = deque(refs)
+    running: dict = {}
+    while waiting or running:
+        while waiting and len(running) < fetcher.pool_size:
+            ref = waiting.popleft()
+            running[pool.submit(load_image, fetcher, ref, size, False)] = ref
+        done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+        progressed = False
+        for future in done:
+            ref = running.pop(future)
+            pixels, status = future.result()
+            if status == DEFERRED:
+                waiting.append(ref)
+            else:
+                results[ref] = (pixels, status)
+                progressed = True
+        if not progressed:
+            time.sleep(0.01)  # only deferred references came back: give the busy hosts a moment
+    return results
 
 
 def prepare_chunk(
@@ -116,7 +155,7 @@ def prepare_chunk(
     refs = {c: table.column(c).to_pylist() if c in table.column_names else [None] * n for c in IMAGE_COLUMNS}
     # Each distinct reference is fetched and decoded once per chunk, however often it repeats.
     distinct = list(dict.fromkeys(image_reference(r) for column in refs.values() for r in column))
-    loaded = dict(zip(distinct, pool.map(lambda ref: load_image(fetcher, ref, size), distinct), strict=True))
+    loaded = load_images(distinct, fetcher, pool, size)
     for side, column in enumerate(IMAGE_COLUMNS):
         results = [loaded[image_reference(r)] for r in refs[column]]
         pixels = np.zeros((n, size, size, 3), np.uint8)
@@ -185,6 +224,7 @@ def run_key(source: PairsSource, predictor: Predictor, options: ScoreOptions) ->
         "input_mtime_ns": stat.st_mtime_ns if stat else None,
         "model": predictor.card.model_id(),
         "offsets": [float(x) for x in predictor.offsets],
+        "temperature": predictor.temperature,
         "chunk_rows": options.chunk_rows,
         "limit": options.limit,
         "mmscore": mmscore.__version__,
@@ -218,7 +258,16 @@ def score_pairs(
         tables = _limited(source.chunks(options.chunk_rows, skip=writer.rows_done), limit)
         prepared = _prepared_ahead(tables, lambda t: prepare_chunk(t, fetcher, pool, size, predictor.pair_features))
 
+        failures: list[BaseException] = []  # what really went wrong inside tf.data's generator thread
+
         def batches():
+            try:
+                yield from _batches()
+            except Exception as exc:
+                failures.append(exc)
+                raise
+
+        def _batches():
             for chunk in prepared:
                 chunks_in_flight.put(chunk)
                 for lo in range(0, chunk.table.num_rows, options.batch_size):
@@ -256,7 +305,7 @@ def score_pairs(
         collected_rows = 0
         try:
             for inputs in dataset:
-                probs = apply_offsets(step(*inputs).numpy(), predictor.offsets)
+                probs = predictor.probabilities(step(*inputs).numpy())
                 collected.append(probs)
                 collected_rows += len(probs)
                 while not chunks_in_flight.empty() and collected_rows >= chunks_in_flight.queue[0].table.num_rows:
@@ -268,8 +317,13 @@ def score_pairs(
                     _count(summary, chunk, all_probs[:n])
                     if on_progress:
                         on_progress(n, summary.image_statuses)
-        except tf.errors.InvalidArgumentError as exc:  # a reader error surfacing through tf.data
-            raise InputError(f"{source.path}: unreadable input ({exc.message.splitlines()[0]})") from exc
+        except tf.errors.OpError as exc:  # an error raised while preparing rows surfaces through tf.data
+            cause = failures[0] if failures else None
+            if isinstance(cause, InputError):
+                raise cause from None  # the reader's own one-line message
+            if cause is not None:
+                raise ScoringError(f"{source.path}: preparing rows failed ({_one_line(cause)})") from cause
+            raise ScoringError(f"{source.path}: the model step failed ({_one_line(exc)})") from exc
         # Chunks with zero rows never produce a batch: write them too, so the count stays exact.
         while not chunks_in_flight.empty():
             chunk = chunks_in_flight.get()
@@ -296,6 +350,8 @@ def _facts(
         "model_id": predictor.card.model_id(),
         "model_card": {k: getattr(predictor.card, k) for k in ("text_encoder", "image_encoder", "loss", "trained_at")},
         "decision_offsets": [float(x) for x in predictor.offsets],
+        "temperature": predictor.temperature,
+        "uses_images": predictor.card.uses_images,
         "input": source.path,
         "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -15,10 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmscore.io.pairs_reader import InputError
-from mmscore.io.scored_writer import read_run_facts
+from mmscore.io.scored_writer import OutputError, read_run_facts
 from mmscore.labels import LABEL_INDEX, LABELS, PROB_COLUMNS
+from mmscore.metrics import CalibrationTally, class_metrics
 
-LOW_CONFIDENCE = 0.5
+LOW_CONFIDENCE = 0.6  # default review threshold on the max probability (calibrated models: ~ expected accuracy)
 CONFIDENCE_BINS = np.linspace(1 / 3, 1.0, 11)
 NEEDED = ("pred_label", *PROB_COLUMNS)
 STATUS_COLUMNS = ("image_1_status", "image_2_status")
@@ -33,11 +34,13 @@ class ScoredReport:
     confidence_quantiles: dict[str, dict[str, float]] = field(default_factory=dict)
     image_statuses: dict[str, Counter] = field(default_factory=dict)
     low_confidence: int = 0
+    low_confidence_threshold: float = LOW_CONFIDENCE
     run_facts: dict = field(default_factory=dict)
     gold_column: str | None = None
     gold_missing_reason: str | None = None
     gold_outside_labels: Counter = field(default_factory=Counter)
     metrics: dict | None = None
+    calibration: dict | None = None  # ECE, log-loss, Brier and reliability bins against the gold labels
 
     def to_json(self) -> dict:
         """Stable, documented keys (see README, `mmscore report --json`)."""
@@ -49,7 +52,7 @@ class ScoredReport:
             "confidence_bins": [round(float(b), 4) for b in CONFIDENCE_BINS],
             "confidence_histogram": self.confidence_hist,
             "confidence_quantiles": self.confidence_quantiles,
-            "low_confidence_threshold": LOW_CONFIDENCE,
+            "low_confidence_threshold": self.low_confidence_threshold,
             "low_confidence_rows": self.low_confidence,
             "image_status_counts": {k: dict(v) for k, v in self.image_statuses.items()},
             "run": self.run_facts,
@@ -57,6 +60,7 @@ class ScoredReport:
             "gold_missing_reason": self.gold_missing_reason,
             "gold_outside_labels": dict(self.gold_outside_labels),
             "metrics": self.metrics,
+            "calibration": self.calibration,
         }
 
 
@@ -67,7 +71,9 @@ def _schema(path: Path) -> pa.Schema:
         raise InputError(f"{path}: not a readable Parquet file") from exc
 
 
-def build_report(path: Path | str, gold: str = "label", chunk_rows: int = 65536) -> ScoredReport:
+def build_report(
+    path: Path | str, gold: str = "label", chunk_rows: int = 65536, low_confidence: float = LOW_CONFIDENCE
+) -> ScoredReport:
     """Stream the scored file once and compute everything the report shows."""
     path = Path(path)
     if not path.is_file():
@@ -76,7 +82,8 @@ def build_report(path: Path | str, gold: str = "label", chunk_rows: int = 65536)
     missing = [c for c in NEEDED if c not in names]
     if missing:
         raise InputError(f"{path}: not written by `mmscore score` (missing {', '.join(missing)})")
-    report = ScoredReport(str(path), run_facts=read_run_facts(path))
+    report = ScoredReport(str(path), run_facts=read_run_facts(path), low_confidence_threshold=low_confidence)
+    tally = CalibrationTally()
     has_gold = gold in names
     report.gold_column = gold if has_gold else None
     if not has_gold:
@@ -92,7 +99,7 @@ def build_report(path: Path | str, gold: str = "label", chunk_rows: int = 65536)
         top = probs.max(1)
         report.rows += batch.num_rows
         report.predicted.update(pred.tolist())
-        report.low_confidence += int((top < LOW_CONFIDENCE).sum())
+        report.low_confidence += int((top < low_confidence).sum())
         for label in LABELS:
             chosen = top[pred == label]
             counts, _ = np.histogram(chosen, CONFIDENCE_BINS)
@@ -108,6 +115,7 @@ def build_report(path: Path | str, gold: str = "label", chunk_rows: int = 65536)
             known = np.array([v in LABEL_INDEX for v in g])
             report.gold_outside_labels.update(v for v, k in zip(g, known, strict=True) if not k)
             gold_codes.append(np.array([LABEL_INDEX[v] for v, k in zip(g, known, strict=True) if k], np.int8))
+            tally.add(probs[known], gold_codes[-1])
             pred_codes.append(np.array([LABEL_INDEX.get(p, -1) for p in pred[known]], np.int8))
     for label in LABELS:
         values = np.concatenate(confidences[label]).astype(np.float32) if confidences[label] else np.zeros(0)
@@ -118,6 +126,7 @@ def build_report(path: Path | str, gold: str = "label", chunk_rows: int = 65536)
         y = np.concatenate(gold_codes) if gold_codes else np.zeros(0, np.int8)
         p = np.concatenate(pred_codes) if pred_codes else np.zeros(0, np.int8)
         report.metrics = gold_metrics(y, p) if y.size else None
+        report.calibration = tally.summary() if y.size else None
         if not y.size:
             report.gold_missing_reason = f"gold column {gold!r} has no values among {', '.join(LABELS)}"
     return report
@@ -125,20 +134,13 @@ def build_report(path: Path | str, gold: str = "label", chunk_rows: int = 65536)
 
 def gold_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
     """scikit-learn's per-class and averaged metrics, the confusion matrix, and the majority baseline."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import accuracy_score, f1_score
 
     labels = list(range(len(LABELS)))
-    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     majority = np.full_like(y, np.bincount(y, minlength=len(LABELS)).argmax())
     return {
-        "per_class": {
-            LABELS[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-            for i in labels
-        },
-        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        **class_metrics(y, pred),
         "weighted_f1": float(f1_score(y, pred, labels=labels, average="weighted", zero_division=0)),
-        "accuracy": float(accuracy_score(y, pred)),
-        "confusion": confusion_matrix(y, pred, labels=labels).tolist(),
         "majority_baseline": {
             "label": LABELS[int(majority[0])],
             "accuracy": float(accuracy_score(y, majority)),
@@ -148,13 +150,14 @@ def gold_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
 
 
 def plot_report(report: ScoredReport, out: Path) -> None:
-    """PNG with the confusion matrix (when gold exists) and the confidence histogram per predicted label."""
+    """PNG: confidence histogram per predicted label; with gold labels also the confusion matrix and a
+    reliability diagram (confidence bins vs observed accuracy, with row counts)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = 2 if report.metrics else 1
+    panels = 3 if report.metrics else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
     ax = axes[0][0]
     centres = (CONFIDENCE_BINS[:-1] + CONFIDENCE_BINS[1:]) / 2
@@ -172,6 +175,101 @@ def plot_report(report: ScoredReport, out: Path) -> None:
         ax.set_xticks(range(len(LABELS)), LABELS, rotation=20)
         ax.set_yticks(range(len(LABELS)), LABELS)
         ax.set(title=f"confusion (macro-F1 {report.metrics['macro_f1']:.3f})", xlabel="predicted", ylabel="gold")
+        _plot_reliability(axes[0][2], report.calibration)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+def _plot_reliability(ax, calibration: dict) -> None:
+    bins = [b for b in calibration["reliability"] if b["rows"]]
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    centres = [(b["bin"][0] + b["bin"][1]) / 2 for b in calibration["reliability"]]
+    accuracy = [b["accuracy"] or 0.0 for b in calibration["reliability"]]
+    ax.bar(centres, accuracy, width=0.09, alpha=0.6, label="observed accuracy")
+    ax.plot([b["mean_confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label="mean confidence")
+    for b in bins:
+        ax.text((b["bin"][0] + b["bin"][1]) / 2, (b["accuracy"] or 0) + 0.02, str(b["rows"]), ha="center", fontsize=8)
+    ax.set(
+        title=f"reliability (ECE {calibration['ece']:.3f}, log-loss {calibration['log_loss']:.3f})",
+        xlabel="confidence (max probability)",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1.1),
+    )
+    ax.legend(loc="upper left", fontsize=8)
+
+
+REVIEW_COLUMNS = ("text_1", "text_2", "image_1", "image_2", "pred_label", *PROB_COLUMNS)
+
+
+@dataclass
+class ReviewQueue:
+    path: str
+    rows: int  # rows written to the queue
+    total: int  # rows in the scored file
+    below: float | None
+    top: int | None
+
+
+def _least_confident(path: Path, below: float | None, top: int | None, chunk_rows: int) -> tuple[np.ndarray, int]:
+    """Row numbers to review, least confident first (ties in file order), and the file's row count."""
+    keep_conf, keep_rows, offset = np.zeros(0), np.zeros(0, np.int64), 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=list(PROB_COLUMNS)):
+        confidence = np.stack([batch.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1).max(1)
+        chosen = np.flatnonzero(confidence < below) if below is not None else np.arange(batch.num_rows)
+        keep_conf = np.concatenate([keep_conf, confidence[chosen]])
+        keep_rows = np.concatenate([keep_rows, chosen + offset])
+        offset += batch.num_rows
+        if top is not None and len(keep_rows) > top:  # memory stays O(top) while streaming
+            order = np.lexsort((keep_rows, keep_conf))[:top]
+            keep_conf, keep_rows = keep_conf[order], keep_rows[order]
+    order = np.lexsort((keep_rows, keep_conf))
+    return keep_rows[order][: top if top is not None else None], offset
+
+
+def write_review_queue(
+    scored: Path | str,
+    out: Path | str,
+    below: float | None = LOW_CONFIDENCE,
+    top: int | None = None,
+    gold: str = "label",
+    chunk_rows: int = 65536,
+) -> ReviewQueue:
+    """Write the rows a person should look at: max probability below ``below`` and/or the ``top`` least
+    confident, least confident first, with ids, texts, image references, label, probabilities and gold.
+    CSV or Parquet by the extension of ``out``."""
+    import pyarrow.csv as pacsv
+
+    scored, out = Path(scored), Path(out)
+    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise InputError(f"{out}: the review queue must be a .csv or .parquet file")
+    names = _schema(scored).names
+    missing = [c for c in NEEDED if c not in names]
+    if missing:
+        raise InputError(f"{scored}: not written by `mmscore score` (missing {', '.join(missing)})")
+    wanted = [c for c in names if c.startswith("id") or c in (*REVIEW_COLUMNS, *STATUS_COLUMNS, "text_status", gold)]
+    rows, total = _least_confident(scored, below, top, chunk_rows)
+    wanted_rows = set(rows.tolist())
+    pieces, found, offset = [], [], 0
+    for batch in pq.ParquetFile(scored).iter_batches(batch_size=chunk_rows, columns=wanted):
+        local = [i for i in range(batch.num_rows) if i + offset in wanted_rows]
+        if local:
+            pieces.append(pa.Table.from_batches([batch]).take(local))
+            found += [i + offset for i in local]
+        offset += batch.num_rows
+    empty = pa.Table.from_batches([], schema=pq.read_schema(scored)).select(wanted)
+    table = pa.concat_tables(pieces) if pieces else empty
+    position = {row: i for i, row in enumerate(found)}
+    table = table.take([position[r] for r in rows.tolist()])
+    probs = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1)
+    table = table.append_column("confidence", pa.array(probs.max(1) if len(probs) else [], pa.float32()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if out.suffix.lower() == ".csv":
+            pacsv.write_csv(table, out)
+        else:
+            pq.write_table(table, out)
+    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise OutputError(f"{out}: cannot write the review queue ({str(exc).splitlines()[0]})") from exc
+    return ReviewQueue(str(out), table.num_rows, total, below, top)

@@ -21,13 +21,18 @@ from mmscore.images.decode import decode_image
 from mmscore.images.fetcher import ImageFetcher
 from mmscore.io.pairs_reader import REQUIRED_COLUMNS, InputError
 from mmscore.labels import LABEL_INDEX, LABELS
+from mmscore.metrics import calibration, class_metrics, fit_temperature, macro_f1, softmax
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
 from mmscore.model.embedding_cache import EmbeddingCache, cached_encode, content_key
 from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
 from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
 from mmscore.model.pair_features import pair_features
+from mmscore.unrelated_photos import PhotoSets, attach_unrelated, load_photo_sets, probe_photos, without_images
 
 LOSSES = ("cross_entropy", "class_weighted", "focal")
+# Without unrelated photos to augment with, the image path is used only when at least this share of
+# training rows has an image of its own: then a present image is common, not a mark of a few labels.
+MIN_IMAGE_ROW_SHARE = 0.25
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 Progress = Callable[[str], None]
 
@@ -59,6 +64,9 @@ class TrainOptions:
             raise ValueError(f"unknown pair features {self.pair_features!r}; known: {', '.join(KNOWN_PAIR_FEATURES)}")
 
 
+PAIR_ARRAYS = ("text_1", "text_2", "image_1", "image_2", "image_mask")
+
+
 @dataclass
 class PairEmbeddings:
     text_1: np.ndarray
@@ -69,6 +77,13 @@ class PairEmbeddings:
     image_statuses: Counter = field(default_factory=Counter)
     encoded: Counter = field(default_factory=Counter)  # encoder calls this run, per modality
     pair_features: np.ndarray | None = None  # lexical features of the two texts, when the head takes them
+
+    @classmethod
+    def concatenate(cls, parts: list[PairEmbeddings]) -> PairEmbeddings:
+        """The rows of ``parts`` one after another (statuses and encoder counts are not carried)."""
+        arrays = [np.concatenate([getattr(p, name) for p in parts]) for name in PAIR_ARRAYS]
+        features = None if parts[0].pair_features is None else np.concatenate([p.pair_features for p in parts])
+        return cls(*arrays, pair_features=features)
 
     def head_inputs(self, rows=slice(None)) -> dict[str, np.ndarray]:
         inputs = {
@@ -188,8 +203,16 @@ def _loss_and_weights(loss: str, y: np.ndarray):
     return keras.losses.CategoricalCrossentropy(from_logits=True), weights
 
 
-def fit_head(emb: PairEmbeddings, y: np.ndarray, rows: np.ndarray, loss: str, options: TrainOptions, seed: int):
-    """A fresh head trained on ``rows``."""
+def fit_head(
+    emb: PairEmbeddings,
+    y: np.ndarray,
+    rows: np.ndarray,
+    loss: str,
+    options: TrainOptions,
+    seed: int,
+    epochs: int | None = None,
+):
+    """A fresh head trained on ``rows`` for ``epochs`` (default: the options')."""
     import keras
 
     from mmscore.model.entailment_head import build_entailment_head
@@ -206,7 +229,7 @@ def fit_head(emb: PairEmbeddings, y: np.ndarray, rows: np.ndarray, loss: str, op
         loss,
         learning_rate=options.learning_rate,
         weight_decay=1e-4,
-        epochs=options.epochs,
+        epochs=epochs or options.epochs,
         batch_size=options.batch_size,
     )
     return head
@@ -276,12 +299,6 @@ class FineTuner:
         return np.concatenate([np.asarray(b) for b in batches])
 
 
-def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y, pred, labels=range(len(LABELS)), average="macro", zero_division=0))
-
-
 def tune_offsets(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-class logit offsets (NoEntailment fixed at 0) that maximise macro-F1 on ``logits``."""
     grid = np.arange(-2.0, 4.01, 0.25)
@@ -301,45 +318,143 @@ def tune_offsets(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return best
 
 
-def evaluate(y: np.ndarray, pred: np.ndarray) -> dict:
-    """Per-class precision/recall/F1/support, macro-F1, accuracy and the confusion matrix (scikit-learn)."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+@dataclass
+class PhotoPlan:
+    """How images enter training: hidden entirely (the gate), or attached unrelated photos plus a probe."""
 
-    labels = list(range(len(LABELS)))
-    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    return {
-        "per_class": {
-            LABELS[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-            for i in labels
-        },
-        "macro_f1": float(np.mean(f)),
-        "accuracy": float(accuracy_score(y, pred)),
-        "confusion": confusion_matrix(y, pred, labels=labels).tolist(),
-    }
+    uses_images: bool
+    photos: PhotoSets | None = None
+
+    def training_set(self, emb: PairEmbeddings, y: np.ndarray, rows: np.ndarray, seed: int):
+        """What a head trains on: ``(embeddings, labels, rows)``. With photos, :data:`AUGMENTED_COPIES` copies of
+        the rows, each with its own random photos, so the head sees many photo/label pairings, not one."""
+        if not self.uses_images:
+            return without_images(emb), y, rows
+        if self.photos is None:
+            return emb, y, rows
+        photos = self.photos.augmentation
+        copies = [attach_unrelated(emb, rows, photos, seed * 100 + i) for i in range(AUGMENTED_COPIES)]
+        n = len(y)
+        stacked = PairEmbeddings.concatenate(copies)
+        return stacked, np.tile(y, len(copies)), np.concatenate([rows + i * n for i in range(len(copies))])
+
+    def epochs(self, options: TrainOptions) -> int:
+        """Epochs over :meth:`training_set`: fewer when it holds copies, so the gradient steps stay the same."""
+        copies = AUGMENTED_COPIES if self.uses_images and self.photos is not None else 1
+        return max(1, round(options.epochs / copies))
+
+    def scoring_view(self, emb: PairEmbeddings) -> PairEmbeddings:
+        return emb if self.uses_images else without_images(emb)
+
+    def probes(self, emb: PairEmbeddings, rows: np.ndarray, seed: int) -> dict[str, PairEmbeddings]:
+        """The validation rows with unrelated probe photos attached (never seen in training)."""
+        if self.photos is None:
+            return {}
+        return {
+            name: self.scoring_view(probe_photos(emb, rows, self.photos.probe, seed, same=same))
+            for name, same in PROBES.items()
+        }
+
+
+AUGMENTED_COPIES = 4  # epochs are divided by this: the same number of gradient steps as without copies
+PROBES = {"unrelated_photos": False, "same_photo_both_posts": True}
 
 
 def cross_validate(
-    emb: PairEmbeddings, y: np.ndarray, loss: str, options: TrainOptions, tuner: FineTuner | None = None
+    emb: PairEmbeddings,
+    y: np.ndarray,
+    loss: str,
+    options: TrainOptions,
+    tuner: FineTuner | None = None,
+    plan: PhotoPlan | None = None,
 ) -> tuple[dict, np.ndarray]:
-    """Stratified k-fold metrics with cross-fitted offsets; also returns the out-of-fold logits."""
+    """Stratified k-fold metrics with cross-fitted offsets and temperature; also returns the out-of-fold logits.
+
+    With photos in ``plan``, every fold's validation rows are scored again with unrelated probe photos
+    attached, and the share of labels that change is reported per fold and overall.
+    """
     from sklearn.model_selection import StratifiedKFold
 
+    plan = plan or PhotoPlan(uses_images=True)
     folds = list(StratifiedKFold(options.folds, shuffle=True, random_state=options.seed).split(y, y))
     oof = np.zeros((len(y), len(LABELS)), np.float32)
+    probe_oof: dict[str, np.ndarray] = {}
     for k, (train_rows, test_rows) in enumerate(folds):
-        head = fit_head(emb, y, train_rows, loss, options, options.seed + k)
-        if tuner is None:
-            oof[test_rows] = head_logits(head, emb, test_rows)
-        else:
-            oof[test_rows] = tuner.logits(tuner.train(head, emb, y, train_rows, loss, options), emb, test_rows)
+        seed = options.seed + k
+        head = fit_head(*plan.training_set(emb, y, train_rows, seed), loss, options, seed, plan.epochs(options))
+        model = head if tuner is None else tuner.train(head, plan.scoring_view(emb), y, train_rows, loss, options)
+        logits = head_logits if tuner is None else tuner.logits
+        oof[test_rows] = logits(model, plan.scoring_view(emb), test_rows)
+        for name, probed in plan.probes(emb, test_rows, PROBE_SEED + seed).items():
+            probe_oof.setdefault(name, np.zeros_like(oof))[test_rows] = logits(model, probed, test_rows)
+    return _cross_fitted_metrics(oof, probe_oof, y, folds), oof
+
+
+PROBE_SEED = 1_000  # the probe's photo assignment never coincides with augmentation's
+
+
+def _cross_fitted_metrics(oof: np.ndarray, probe_oof: dict, y: np.ndarray, folds: list) -> dict:
+    """Metrics of out-of-fold logits where each fold's offsets and temperature come only from the other folds."""
     pred = np.zeros(len(y), np.int64)
-    for _train_rows, test_rows in folds:
-        # Offsets for a fold are tuned on the other folds' predictions, never on its own labels.
+    before, after = np.zeros(oof.shape), np.zeros(oof.shape)
+    probe_pred = {name: np.zeros(len(y), np.int64) for name in probe_oof}
+    per_fold = []
+    for k, (_train_rows, test_rows) in enumerate(folds):
         others = np.setdiff1d(np.arange(len(y)), test_rows)
-        pred[test_rows] = (oof[test_rows] + tune_offsets(oof[others], y[others])).argmax(1)
-    metrics = evaluate(y, pred)
-    metrics["without_offsets"] = evaluate(y, oof.argmax(1))
-    return metrics, oof
+        offsets = tune_offsets(oof[others], y[others])
+        temperature = fit_temperature(oof[others] + offsets, y[others])
+        shifted = oof[test_rows] + offsets
+        pred[test_rows] = shifted.argmax(1)
+        before[test_rows], after[test_rows] = softmax(shifted), softmax(shifted / temperature)
+        fold = {
+            "fold": k,
+            "rows": int(len(test_rows)),
+            "macro_f1": macro_f1(y[test_rows], pred[test_rows]),
+            "offsets": [float(x) for x in offsets],
+            "temperature": temperature,
+            "calibration_before": _brief(calibration(before[test_rows], y[test_rows])),
+            "calibration_after": _brief(calibration(after[test_rows], y[test_rows])),
+        }
+        for name, logits in probe_oof.items():
+            probe_pred[name][test_rows] = (logits[test_rows] + offsets).argmax(1)
+            fold[name] = _robustness(y[test_rows], pred[test_rows], probe_pred[name][test_rows])
+        per_fold.append(fold)
+    metrics = class_metrics(y, pred)
+    metrics["without_offsets"] = class_metrics(y, oof.argmax(1))
+    metrics["calibration"] = {"before": calibration(before, y), "after": calibration(after, y)}
+    metrics["robustness"] = {name: _robustness(y, pred, p) for name, p in probe_pred.items()}
+    metrics["per_fold"] = per_fold
+    return metrics
+
+
+def _brief(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k != "reliability"}
+
+
+def _robustness(y: np.ndarray, pred: np.ndarray, probed: np.ndarray) -> dict:
+    """Share of labels that change when photos are attached, and what that does to macro-F1."""
+    return {
+        "flip_rate": float((pred != probed).mean()),
+        "macro_f1": macro_f1(y, probed),
+        "macro_f1_change": macro_f1(y, probed) - macro_f1(y, pred),
+    }
+
+
+def image_rows(emb: PairEmbeddings) -> int:
+    """Training rows with at least one decoded image of their own."""
+    return int((emb.image_mask.sum(1) > 0).sum())
+
+
+def photo_plan(emb: PairEmbeddings, photos: Path | None, image_encoder, cache_root, progress: Progress) -> PhotoPlan:
+    """Augment with unrelated photos when given; else use images only if enough rows carry their own.
+
+    Below :data:`MIN_IMAGE_ROW_SHARE` and without photos, the image path is off: a head fitted on a
+    handful of images learns "an image is present" as a label (8 of 1,260 rows turned 65 % of labels).
+    """
+    if photos is not None:
+        progress(f"embedding unrelated photos from {photos} (cached)")
+        return PhotoPlan(True, load_photo_sets(photos, image_encoder, cache_root))
+    return PhotoPlan(image_rows(emb) >= MIN_IMAGE_ROW_SHARE * len(emb.text_1))
 
 
 def data_sha256(path: Path) -> str:
@@ -358,8 +473,12 @@ def train_model(
     options: TrainOptions = TrainOptions(),
     progress: Progress = lambda _msg: None,
     cache_root: Path | None = None,
+    photos: Path | None = None,
 ) -> TrainResult:
-    """The whole recipe; writes ``head.keras`` and ``model_card.json`` into ``out_dir``."""
+    """The whole recipe; writes ``head.keras`` and ``model_card.json`` into ``out_dir``.
+
+    ``photos`` is a folder of real photos unrelated to the pairs (see :mod:`mmscore.unrelated_photos`).
+    """
     import time
 
     from mmscore.encoders import registry
@@ -380,6 +499,7 @@ def train_model(
     emb = embed_pairs(df, images_dir, fetcher, text, image, cache_root)
     if options.pair_features:
         emb.pair_features = pair_features(df["text_1"], df["text_2"], options.pair_features)
+    plan = photo_plan(emb, photos, image, cache_root, progress)
     tuner = None
     if options.fine_tune:  # a private copy of the encoder: the shared one keeps its pretrained weights
         tuned = registry.build_text_encoder(options.text_encoder, options.sequence_length)
@@ -388,22 +508,30 @@ def train_model(
     per_loss, oofs = {}, {}
     for loss in options.losses:
         progress(f"{options.folds}-fold cross-validation ({kind}), loss={loss}")
-        per_loss[loss], oofs[loss] = cross_validate(emb, y, loss, options, tuner)
+        per_loss[loss], oofs[loss] = cross_validate(emb, y, loss, options, tuner, plan)
     chosen = max(options.losses, key=lambda name: per_loss[name]["macro_f1"])
     progress(f"fitting the final model on all rows ({kind}), loss={chosen}")
-    head = fit_head(emb, y, np.arange(len(y)), chosen, options, options.seed)
+    everything = np.arange(len(y))
+    head = fit_head(
+        *plan.training_set(emb, y, everything, options.seed), chosen, options, options.seed, plan.epochs(options)
+    )
     if tuner:
-        tuner.train(head, emb, y, np.arange(len(y)), chosen, options)
+        tuner.train(head, plan.scoring_view(emb), y, everything, chosen, options)
+    offsets = tune_offsets(oofs[chosen], y)
     card = ModelCard(
         text_encoder=text.name,
         image_encoder=image.name,
         encoder_versions={text.name: text.version, image.name: image.version},
         sequence_length=options.sequence_length,
         image_size=image.image_size,
-        decision_offsets=[float(x) for x in tune_offsets(oofs[chosen], y)],
+        decision_offsets=[float(x) for x in offsets],
+        temperature=fit_temperature(oofs[chosen] + offsets, y),
         loss=chosen,
         training_data_sha256=data_sha256(data),
         training_rows=len(df),
+        image_rows=image_rows(emb),
+        uses_images=plan.uses_images,
+        photo_augmentation=plan.photos.card_facts() if plan.photos else {},
         cv_metrics={"folds": options.folds, "seed": options.seed, "chosen": chosen, "per_loss": per_loss},
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         mmscore_version=mmscore.__version__,

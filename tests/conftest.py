@@ -14,6 +14,66 @@ def _isolated_cache(tmp_path_factory):
     os.environ["MMSCORE_CACHE_DIR"] = str(tmp_path_factory.mktemp("mmscore-cache"))
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fenced_to_loopback():
+    """The whole test session can reach loopback only: names other than localhost do not resolve (no DNS
+    packet leaves), and connecting to any other address is refused before a packet is sent. A broken guard
+    in mmscore then fails its test with ``connection_error`` instead of reaching the network."""
+    import socket
+
+    real_connect, real_connect_ex, real_getaddrinfo = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
+
+    def refuse(address) -> bool:
+        return isinstance(address, tuple) and not _is_loopback(str(address[0]))
+
+    def connect(self, address):
+        if refuse(address):
+            raise ConnectionRefusedError(f"test fence: {address[0]} is not a loopback address")
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        return 111 if refuse(address) else real_connect_ex(self, address)  # ECONNREFUSED
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is None or _is_loopback(name) or _is_address(name):
+            return real_getaddrinfo(host, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, f"test fence: {name!r} is not resolved in tests")
+
+    socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+    yield
+    socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = (
+        real_connect,
+        real_connect_ex,
+        real_getaddrinfo,
+    )
+
+
+def _is_address(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

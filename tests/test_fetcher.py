@@ -11,7 +11,7 @@ def _fetcher(tmp_path, **settings):
         ImageCache(tmp_path / "cache"),
         UrlPolicy(allow_private=True),
         FetchSettings(backoff=0.01, **settings),
-        base_dir=tmp_path,
+        image_root=tmp_path,
     )
 
 

@@ -128,3 +128,20 @@ def test_cli_missing_column_is_one_line_exit_2(tmp_path):
     )
     assert run.returncode == 2
     assert "missing required column(s) text_2" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_error_while_preparing_rows_names_its_cause(tmp_path, model_dir, monkeypatch):
+    """Not the input file's fault, so not "unreadable input": the one line says what failed."""
+    from mmscore.pipeline import ScoringError
+
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    frame = pd.DataFrame({"text_1": ["a", "b"], "text_2": ["c", "d"], "image_1": ["a.png", ""]})
+    frame.to_csv(tmp_path / "in.csv", index=False)
+
+    def broken(_data, _size):
+        raise ZeroDivisionError("image scale is zero")
+
+    monkeypatch.setattr("mmscore.pipeline.decode_image", broken)
+    fetcher = ImageFetcher(ImageCache(tmp_path / "cache"), image_root=tmp_path)
+    with pytest.raises(ScoringError, match=r"preparing rows failed \(ZeroDivisionError: image scale is zero\)"):
+        score_pairs(open_pairs(tmp_path / "in.csv"), tmp_path / "out.parquet", Predictor.load(model_dir), fetcher)

@@ -71,3 +71,80 @@ def test_a_file_not_from_mmscore_is_refused(tmp_path):
     pd.DataFrame({"text_1": ["a"]}).to_parquet(tmp_path / "x.parquet")
     with pytest.raises(InputError, match="not written by `mmscore score`"):
         build_report(tmp_path / "x.parquet")
+
+
+def test_calibration_against_gold_matches_a_hand_computation(tmp_path):
+    # every row has max probability 0.8; 4 of 6 are right -> ECE |0.8 - 4/6|, log-loss from the gold's probability
+    report = build_report(_scored(tmp_path / "s.parquet", GOLD, PRED), chunk_rows=4)
+    c = report.calibration
+    assert c["ece"] == pytest.approx(abs(0.8 - 4 / 6), abs=1e-6)
+    assert c["log_loss"] == pytest.approx(-(4 * np.log(0.8) + 2 * np.log(0.1)) / 6, rel=1e-5)
+    assert c["reliability"][8]["rows"] == 6 and c["reliability"][8]["accuracy"] == pytest.approx(4 / 6)
+    assert report.to_json()["calibration"]["ece"] == pytest.approx(c["ece"])
+
+
+def _graded(path, confidences):
+    """A scored file whose rows have the given max probabilities (Implies), with ids and texts."""
+    top = np.array(confidences, np.float32)
+    rest = (1 - top) / 2
+    df = pd.DataFrame(
+        {
+            "id_1": [f"{i:019d}" for i in range(len(top))],
+            "text_1": [f"first {i}" for i in range(len(top))],
+            "text_2": [f"second {i}" for i in range(len(top))],
+            "image_1": ["https://img.example/a.jpg"] * len(top),
+            "pred_label": ["Implies"] * len(top),
+            "prob_contradictory": rest,
+            "prob_implies": top,
+            "prob_noentailment": rest,
+            "image_1_status": ["ok"] * len(top),
+        }
+    )
+    df.to_parquet(path)
+    return path
+
+
+CONFIDENCES = [0.9, 0.41, 0.55, 0.95, 0.35, 0.59, 0.7, 0.41]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_review_queue_holds_the_uncertain_rows_least_confident_first(tmp_path, suffix):
+    from mmscore.report import write_review_queue
+
+    scored = _graded(tmp_path / "s.parquet", CONFIDENCES)
+    queue = write_review_queue(scored, tmp_path / f"q{suffix}", below=0.6, chunk_rows=3)
+    got = (
+        pd.read_csv(tmp_path / f"q{suffix}", dtype=str) if suffix == ".csv" else pd.read_parquet(tmp_path / "q.parquet")
+    )
+    assert queue.rows == 5 and queue.total == 8
+    # least confident first; equal confidence keeps file order; ids stay exact strings
+    assert list(got["id_1"]) == [f"{i:019d}" for i in (4, 1, 7, 2, 5)]
+    assert list(got["text_2"]) == [f"second {i}" for i in (4, 1, 7, 2, 5)]
+    assert {"image_1", "pred_label", "prob_implies", "confidence"} <= set(got.columns)
+
+
+def test_review_queue_top_n_and_the_cli_summary(tmp_path):
+    scored = _graded(tmp_path / "s.parquet", CONFIDENCES)
+    run = subprocess.run(
+        [sys.executable, "-m", "mmscore.cli", "report", str(scored), "--review", str(tmp_path / "q.csv"), "--top", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert list(pd.read_csv(tmp_path / "q.csv", dtype=str)["id_1"]) == [f"{i:019d}" for i in (4, 1)]
+    assert "review queue: 2 rows (25.0% of 8" in " ".join(run.stdout.split())
+    # the report's low-confidence line uses the review threshold
+    run = subprocess.run(
+        [sys.executable, "-m", "mmscore.cli", "report", str(scored), "--below", "0.5", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    doc = json.loads(run.stdout)
+    assert doc["low_confidence_threshold"] == 0.5 and doc["low_confidence_rows"] == 3
+
+
+def test_review_queue_refuses_an_unknown_extension(tmp_path):
+    from mmscore.report import write_review_queue
+
+    with pytest.raises(InputError, match="must be a .csv or .parquet"):
+        write_review_queue(_graded(tmp_path / "s.parquet", CONFIDENCES), tmp_path / "q.txt")

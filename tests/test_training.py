@@ -108,7 +108,7 @@ def _write_pairs(tmp_path, n_per_class=6):
 
 
 def _offline_fetcher(tmp_path):
-    return ImageFetcher(ImageCache(tmp_path / "img"), settings=FetchSettings(offline=True), base_dir=tmp_path)
+    return ImageFetcher(ImageCache(tmp_path / "img"), settings=FetchSettings(offline=True), image_root=tmp_path)
 
 
 def test_train_save_load_predict_round_trip(tmp_path):

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import logging
+import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -18,10 +21,16 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from mmscore.images.host_health import UNREACHABLE, HostBreaker
 from mmscore.images.image_cache import ImageCache
-from mmscore.images.url_policy import UrlPolicy, UrlRefused
+from mmscore.images.url_policy import LookupPending, UrlPolicy, UrlRefused, parse_url
+
+log = logging.getLogger(__name__)
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+# Returned only by ``fetch(ref, wait=False)``: the host is busy (its lookup is in flight, or it has all the
+# connections it may have); the caller should try this reference again later instead of blocking a worker.
+DEFERRED = "deferred"
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,17 @@ class FetchSettings:
 
 
 class _Failure(Exception):
-    def __init__(self, status: str, retry_after: float | None = None):
+    def __init__(self, status: str, retry_after: float | None = None, unreachable: bool = False):
         super().__init__(status)
         self.status = status
         self.retry_after = retry_after
+        self.unreachable = unreachable  # no connection was made at all (refused, connect timeout, no address)
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether a requests error means the connection itself failed (not a reset after connecting)."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError)
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -119,14 +135,20 @@ class ImageFetcher:
         cache: ImageCache,
         policy: UrlPolicy | None = None,
         settings: FetchSettings | None = None,
-        base_dir: Path | None = None,
+        image_root: Path | None = None,
         pool_size: int = 16,
     ):
         self.cache = cache
         self.policy = policy or UrlPolicy()
         self.settings = settings or FetchSettings()
-        self.base_dir = base_dir or Path.cwd()
+        # Local references are read only inside this folder (symlinks resolved), never elsewhere.
+        self.image_root = Path(image_root or Path.cwd()).resolve()
         self.pool_size = pool_size
+        self.breaker = HostBreaker()
+        # At most this many concurrent requests per host: one slow host cannot take every worker.
+        self.per_host = max(1, pool_size * 3 // 4)
+        self._busy: dict[str, int] = {}
+        self._busy_changed = threading.Condition()
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
@@ -140,48 +162,116 @@ class ImageFetcher:
             self._local.session = session
         return session
 
-    def fetch(self, ref: object) -> Fetched:
-        """Bytes and status for one ``image_*`` cell."""
+    def fetch(self, ref: object, wait: bool = True) -> Fetched:
+        """Bytes and status for one ``image_*`` cell. Never raises: any value ends as a status.
+
+        With ``wait=False`` a reference whose host is busy returns status :data:`DEFERRED` at once.
+        """
+        try:
+            return self._fetch(ref, wait)
+        except Exception as exc:  # one hostile cell must never end the run; the status names the kind
+            log.debug("image reference %r failed with %s: %s", str(ref)[:200], type(exc).__name__, exc)
+            return Fetched(None, "bad_url" if isinstance(exc, ValueError) else "fetch_error")
+
+    def _fetch(self, ref: object, wait: bool) -> Fetched:
         ref = image_reference(ref)
         if ref is None:
             return Fetched(None, "missing")
         if "://" not in ref:
             return self._read_local(ref)
+        try:
+            _scheme, host, port = parse_url(ref)
+        except UrlRefused as refused:
+            return Fetched(None, refused.status)
         cached = self.cache.get(ref)
         if cached is not None:
             return Fetched(cached, "cached")
         if self.settings.offline:
             return Fetched(None, "offline_miss")
+        server = f"{host}:{port}"
+        if self.breaker.is_open(server):
+            return Fetched(None, "host_unreachable")
+        if not self._take_slot(server, wait):
+            return Fetched(None, DEFERRED)
         try:
-            data = self._download(ref)
+            data = self._download(ref, server, wait)
+        except LookupPending:
+            return Fetched(None, DEFERRED)
         except UrlRefused as refused:
             return Fetched(None, refused.status)
         except _Failure as failure:
             return Fetched(None, failure.status)
+        finally:
+            self._free_slot(server)
         with contextlib.suppress(OSError):  # a full or read-only cache costs a refetch later, never this row
             self.cache.put(ref, data)
         return Fetched(data, "ok")
 
     def _read_local(self, ref: str) -> Fetched:
-        path = Path(ref).expanduser()
-        if not path.is_absolute():
-            path = self.base_dir / path
+        """A file inside the image root: resolved (symlinks too), a regular file, at most the size cap."""
         try:
-            if path.stat().st_size > self.settings.max_bytes:
-                return Fetched(None, "too_large")
-            return Fetched(path.read_bytes(), "ok")
+            path = (self.image_root / ref).resolve(strict=True)  # an absolute ref replaces the root, then is checked
         except FileNotFoundError:
             return Fetched(None, "not_found")
-        except (IsADirectoryError, PermissionError, OSError):
+        except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes, names too long
+            return Fetched(None, "bad_path")
+        if not path.is_relative_to(self.image_root):
+            return Fetched(None, "blocked_path")
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return Fetched(None, "not_a_file")  # devices, FIFOs, sockets, folders: never opened
+            # O_NONBLOCK: should the path be swapped for a FIFO after the check, opening it cannot hang.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return Fetched(None, "not_found")
+        except OSError:
             return Fetched(None, "read_error")
+        with os.fdopen(fd, "rb", buffering=0) as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return Fetched(None, "not_a_file")
+            try:
+                data = _read_at_most(fh, self.settings.max_bytes + 1)
+            except OSError:
+                return Fetched(None, "read_error")
+        if len(data) > self.settings.max_bytes:
+            return Fetched(None, "too_large")
+        return Fetched(data, "ok")
 
-    def _download(self, url: str) -> bytes:
-        """GET with retries on 429/5xx and transient network errors (exponential backoff, Retry-After)."""
+    def _take_slot(self, server: str, wait: bool) -> bool:
+        with self._busy_changed:
+            while self._busy.get(server, 0) >= self.per_host:
+                if not wait:
+                    return False
+                self._busy_changed.wait()
+            self._busy[server] = self._busy.get(server, 0) + 1
+            return True
+
+    def _free_slot(self, server: str) -> None:
+        with self._busy_changed:
+            self._busy[server] -= 1
+            if not self._busy[server]:
+                del self._busy[server]
+            self._busy_changed.notify()
+
+    def _download(self, url: str, server: str, wait: bool = True) -> bytes:
+        """GET with retries on 429/5xx and transient network errors (exponential backoff, Retry-After).
+
+        Every attempt tells the host breaker whether a connection could be made at all, and no retry
+        starts once the breaker has given the host up.
+        """
         attempt = 0
         while True:
             try:
-                return self._follow_redirects(url)
+                data = self._follow_redirects(url, wait)
+                self.breaker.record(server, unreachable=False)
+                return data
+            except UrlRefused as refused:
+                self.breaker.record(server, unreachable=refused.status in UNREACHABLE)
+                raise
             except _Failure as failure:
+                self.breaker.record(server, unreachable=failure.unreachable)
+                if self.breaker.is_open(server):
+                    raise  # no more retries: the host is given up (later references get host_unreachable)
                 transient = failure.status in {f"http_{c}" for c in RETRY_STATUSES} | {"connection_error", "truncated"}
                 if not transient or attempt >= self.settings.retries:
                     raise
@@ -191,9 +281,11 @@ class ImageFetcher:
                 time.sleep(min(wait, self.settings.max_retry_wait))
                 attempt += 1
 
-    def _follow_redirects(self, url: str) -> bytes:
-        for _hop in range(self.settings.max_redirects + 1):
-            self.policy.check(url)  # every hop, so a redirect cannot lead to a private host
+    def _follow_redirects(self, url: str, wait: bool = True) -> bytes:
+        for hop in range(self.settings.max_redirects + 1):
+            # Every hop, so a redirect cannot lead to a private host. Only the first may be deferred:
+            # after a response, the request is under way and is finished here.
+            self.policy.check(url, wait=wait or hop > 0)
             location = self._get_once(url)
             if isinstance(location, bytes):
                 return location
@@ -207,10 +299,14 @@ class ImageFetcher:
             resp = self._session().get(
                 url, stream=True, allow_redirects=False, timeout=(s.connect_timeout, s.read_timeout)
             )
+        except requests.exceptions.ConnectTimeout as exc:
+            raise _Failure("timeout", unreachable=True) from exc
         except requests.exceptions.Timeout as exc:
             raise _Failure("timeout") from exc
-        except (requests.exceptions.ConnectionError, requests.exceptions.InvalidURL) as exc:
-            raise _Failure("connection_error") from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise _Failure("connection_error", unreachable=_never_connected(exc)) from exc
+        except requests.exceptions.InvalidURL as exc:
+            raise _Failure("bad_url") from exc
         except requests.exceptions.RequestException as exc:
             raise _Failure("bad_url") from exc
         with resp:
@@ -245,3 +341,11 @@ class ImageFetcher:
         if declared.isdigit() and len(data) < int(declared):
             raise _Failure("truncated")
         return data
+
+
+def _read_at_most(fh, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit and (chunk := fh.read(min(1 << 20, limit - size))):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

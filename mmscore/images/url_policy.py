@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 Resolver = Callable[[str, int], list[str]]
 # getaddrinfo has no timeout of its own; lookups run here so a hung resolver costs a wait, not a worker.
-_LOOKUPS = ThreadPoolExecutor(8, thread_name_prefix="mmscore-dns")
+_LOOKUPS = ThreadPoolExecutor(32, thread_name_prefix="mmscore-dns")
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -34,6 +37,32 @@ class UrlRefused(Exception):
         self.status = status
 
 
+class LookupPending(Exception):
+    """The host's address is still being looked up (asked not to wait): try the reference again shortly."""
+
+
+@dataclass
+class _Lookup:
+    """One host's lookup for the run: running in the lookup pool, then its answer (or failure) for good."""
+
+    future: Future
+    deadline: float
+
+    def addresses(self, host: str, timeout: float, wait: bool) -> list[str]:
+        remaining = self.deadline - time.monotonic()
+        if not self.future.done() and not wait and remaining > 0:
+            raise LookupPending(host)
+        try:
+            addresses = self.future.result(max(0.0, remaining))
+        except FutureTimeout as exc:
+            raise UrlRefused("dns_timeout", f"resolving {host} took over {timeout} s") from exc
+        except (OSError, ValueError) as exc:  # UnicodeError (bad IDNA labels) is a ValueError
+            raise UrlRefused("dns_error", f"cannot resolve {host}: {exc}") from exc
+        if not addresses:
+            raise UrlRefused("dns_error", f"{host} resolves to nothing")
+        return list(addresses)
+
+
 class UrlPolicy:
     """Checks a URL before any connection is made, and the peer of every connection made.
 
@@ -53,6 +82,9 @@ class UrlPolicy:
         self.resolve_timeout = resolve_timeout
         self.allowed_networks = [ipaddress.ip_network(n) for n in allowed_networks]
         self.resolver = resolver
+        # One lookup per (host, port) per run, failures included: a dead name server is paid once, not per row.
+        self._lookups: dict[tuple[str, int], _Lookup] = {}
+        self._lookups_guard = threading.Lock()
 
     def permits_address(self, address: str) -> bool:
         if self.allow_private or is_public_address(address):
@@ -65,23 +97,49 @@ class UrlPolicy:
         if not self.permits_address(address):
             raise UrlRefused("blocked_private", f"connected to non-public address {address}")
 
-    def check(self, url: str) -> None:
-        """Raise :class:`UrlRefused` unless ``url`` is http(s) to a permitted host."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise UrlRefused("blocked_scheme", f"scheme {parts.scheme!r} is not http(s)")
-        if not parts.hostname:
-            raise UrlRefused("bad_url", "URL has no host")
+    def check(self, url: str, wait: bool = True) -> None:
+        """Raise :class:`UrlRefused` unless ``url`` is http(s) to a permitted host.
+
+        With ``wait=False`` a lookup still in flight raises :class:`LookupPending` instead of blocking.
+        """
+        _scheme, host, port = parse_url(url)
         if self.allow_private:
             return
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            addresses = _LOOKUPS.submit(self.resolver, parts.hostname, port).result(self.resolve_timeout)
-        except FutureTimeout as exc:
-            raise UrlRefused("dns_timeout", f"resolving {parts.hostname} took over {self.resolve_timeout} s") from exc
-        except (OSError, ValueError) as exc:
-            raise UrlRefused("dns_error", f"cannot resolve {parts.hostname}: {exc}") from exc
-        if not addresses:
-            raise UrlRefused("dns_error", f"{parts.hostname} resolves to nothing")
+        addresses = self.resolve(host, port, wait)
         if not all(self.permits_address(a) for a in addresses):
-            raise UrlRefused("blocked_private", f"{parts.hostname} resolves to a non-public address")
+            raise UrlRefused("blocked_private", f"{host} resolves to a non-public address")
+
+    def resolve(self, host: str, port: int, wait: bool = True) -> list[str]:
+        """The addresses of ``host``, looked up once per run; every caller shares that one lookup."""
+        key = (host, port)
+        with self._lookups_guard:
+            lookup = self._lookups.get(key)
+            if lookup is None:
+                future = _LOOKUPS.submit(self.resolver, host, port)
+                lookup = self._lookups[key] = _Lookup(future, time.monotonic() + self.resolve_timeout)
+        return lookup.addresses(host, self.resolve_timeout, wait)
+
+
+MAX_URL_LENGTH = 8192
+MAX_HOST_LENGTH = 253
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of an http(s) URL, or :class:`UrlRefused` (``blocked_scheme`` / ``bad_url``)."""
+    if len(url) > MAX_URL_LENGTH:
+        raise UrlRefused("bad_url", f"URL longer than {MAX_URL_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise UrlRefused("bad_url", "URL contains control characters")
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise UrlRefused("blocked_scheme", f"scheme {parts.scheme!r} is not http(s)")
+        host, port = parts.hostname, parts.port or (443 if scheme == "https" else 80)
+    except ValueError as exc:  # broken IPv6 brackets, a port that is not a number or out of range
+        raise UrlRefused("bad_url", f"malformed URL: {exc}") from exc
+    if not host:
+        raise UrlRefused("bad_url", "URL has no host")
+    if len(host) > MAX_HOST_LENGTH or any(not label for label in host.rstrip(".").split(".")):
+        raise UrlRefused("bad_url", "malformed host name")
+    return scheme, host, port

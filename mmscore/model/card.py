@@ -26,6 +26,7 @@ class ModelCard:
     image_size: int
     labels: list[str] = field(default_factory=lambda: list(LABELS))
     decision_offsets: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    temperature: float = 1.0  # probabilities are softmax((logits + offsets) / temperature); fitted on held-out rows
     loss: str = "cross_entropy"
     training_data_sha256: str = ""
     training_rows: int = 0
@@ -35,6 +36,9 @@ class ModelCard:
     notes: str = ""
     text_encoder_weights: str = ""  # file in the model directory with fine-tuned text encoder weights
     pair_features: str = ""  # the lexical pair feature set the head takes (mmscore.model.pair_features); "" for none
+    image_rows: int = 0  # training rows with at least one decoded image of their own
+    uses_images: bool = True  # False: the head never saw images; scoring hides them (statuses still reported)
+    photo_augmentation: dict = field(default_factory=dict)  # unrelated photos attached in training, if any
 
     def validate(self) -> None:
         from mmscore.encoders.registry import IMAGE_ENCODERS, TEXT_ENCODERS
@@ -52,6 +56,8 @@ class ModelCard:
             raise InvalidModelError(f"text_encoder_weights must be {TEXT_WEIGHTS_FILE!r} or empty")
         if self.pair_features not in ("", *KNOWN_PAIR_FEATURES):
             raise InvalidModelError(f"unknown pair feature set {self.pair_features!r}")
+        if not (isinstance(self.temperature, int | float) and 0 < self.temperature < 1e3):
+            raise InvalidModelError(f"temperature must be a positive number, not {self.temperature!r}")
         if not (8 <= self.sequence_length <= 512):
             raise InvalidModelError("sequence_length must be within 8..512")
 

@@ -12,12 +12,13 @@ from mmscore.model.card import CARD_FILE, HEAD_FILE, InvalidModelError, ModelCar
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 
 
-def apply_offsets(logits: np.ndarray, offsets) -> np.ndarray:
-    """Softmax of logits shifted by the per-class decision offsets tuned for macro-F1."""
+def apply_offsets(logits: np.ndarray, offsets, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities: softmax of the logits shifted by the decision offsets (tuned for macro-F1), divided by
+    the calibration temperature. A positive temperature never changes the argmax."""
+    from mmscore.metrics import softmax
+
     z = np.asarray(logits, np.float64) + np.asarray(offsets, np.float64)
-    z -= z.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    return (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return softmax(z / float(temperature)).astype(np.float32)
 
 
 class Predictor:
@@ -32,6 +33,7 @@ class Predictor:
         self.head = head
         self.directory = directory
         self.offsets = np.asarray(card.decision_offsets, np.float32)
+        self.temperature = float(card.temperature)
 
     @classmethod
     def load(cls, directory: Path | str | None = None) -> Predictor:
@@ -63,7 +65,13 @@ class Predictor:
             return np.zeros((len(text_1), 0), np.float32)
         return pair_features(text_1, text_2, self.card.pair_features)
 
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Head logits -> calibrated probabilities in label order (offsets, then temperature)."""
+        return apply_offsets(logits, self.offsets, self.temperature)
+
     def _head_inputs(self, text_1, text_2, image_1, image_2, image_mask, pair_features) -> dict:
+        if not self.card.uses_images:  # a text-only model: images are fetched and reported, never fed to it
+            image_mask = image_mask * 0
         inputs = {"text_1": text_1, "text_2": text_2, "image_1": image_1, "image_2": image_2, "image_mask": image_mask}
         if self.card.pair_features:
             inputs["pair_features"] = pair_features
@@ -87,7 +95,7 @@ class Predictor:
 
     def predict_embeddings(self, text_1, text_2, image_1, image_2, image_mask, pair_features) -> np.ndarray:
         inputs = self._head_inputs(text_1, text_2, image_1, image_2, image_mask, pair_features)
-        return apply_offsets(self.head.predict(inputs, verbose=0, batch_size=1024), self.offsets)
+        return self.probabilities(self.head.predict(inputs, verbose=0, batch_size=1024))
 
     @cached_property
     def scoring_step(self):
@@ -99,6 +107,7 @@ class Predictor:
         head = self.head
         head_inputs = self._head_inputs
         feature_dim = self.image_encoder.dim
+        uses_images = self.card.uses_images
 
         @tf.function(reduce_retracing=True)
         def step(ids_1, mask_1, ids_2, mask_2, image_1, image_2, image_mask, pair_features):
@@ -109,6 +118,8 @@ class Predictor:
             longest = tf.reduce_max(tf.reduce_sum(tf.cast(mask, tf.int32), 1))
             length = tf.minimum(tf.shape(ids)[1], (longest + 7) // 8 * 8)
             texts = text_model([ids[:, :length], mask[:, :length]], training=False)
+            if not uses_images:
+                image_mask = tf.zeros_like(image_mask)
             # Run the image encoder only on images that exist; missing ones stay zero and masked.
             images = tf.concat([image_1, image_2], 0)
             present = tf.concat([image_mask[:, 0], image_mask[:, 1]], 0) > 0

@@ -65,7 +65,7 @@ def main(rows: int = 256) -> None:
     root = Path(tempfile.mkdtemp())
     data = make_pairs(root, rows)
     predictor = Predictor.load()
-    fetcher = ImageFetcher(ImageCache(root / "cache"), base_dir=root)
+    fetcher = ImageFetcher(ImageCache(root / "cache"), image_root=root)
     options = ScoreOptions(batch_size=32)
     score_pairs(open_pairs(data), root / "warm.parquet", predictor, fetcher, ScoreOptions(32, limit=64))  # warm-up
 
