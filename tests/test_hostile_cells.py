@@ -261,3 +261,46 @@ def test_one_host_never_gets_every_worker(tmp_path, image_server):
         results = load_images([image_server.url(f"/slow/{i}.png") for i in range(40)], fetcher, pool, 32)
     assert {status for _pixels, status in results.values()} == {"ok"}
     assert peak[0] == 6
+
+
+def test_a_given_up_host_gets_one_trial_after_the_cooldown():
+    from mmscore.images.host_health import HostBreaker
+
+    breaker = HostBreaker(threshold=2, cooldown=0.2)
+    breaker.record("h:80", unreachable=True)
+    assert not breaker.is_open("h:80")
+    breaker.record("h:80", unreachable=True)
+    assert breaker.is_open("h:80") and breaker.is_open("h:80")
+    time.sleep(0.25)
+    assert not breaker.is_open("h:80")  # the trial
+    assert breaker.is_open("h:80")  # everyone else still waits
+    breaker.record("h:80", unreachable=False)  # the trial connected: the host is back
+    assert not breaker.is_open("h:80") and breaker.open_hosts() == []
+
+
+def test_a_failed_lookup_is_remembered_for_a_while_then_tried_again(monkeypatch):
+    import mmscore.images.url_policy as url_policy
+
+    calls = []
+
+    def failing(host, _port):
+        calls.append(host)
+        raise OSError("no such host")
+
+    policy = UrlPolicy(resolver=failing)
+    for _ in range(50):
+        assert _status(policy, "http://gone.example/x.png") == "dns_error"
+    assert calls == ["gone.example"]
+    monkeypatch.setattr(url_policy, "FAILURE_TTL", -10.0)  # as if the minute had passed
+    assert _status(policy, "http://gone.example/x.png") == "dns_error"
+    assert calls == ["gone.example", "gone.example"]
+
+
+def _status(policy, url):
+    from mmscore.images.url_policy import UrlRefused
+
+    try:
+        policy.check(url)
+    except UrlRefused as refused:
+        return refused.status
+    return "ok"

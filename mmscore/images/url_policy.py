@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 Resolver = Callable[[str, int], list[str]]
+FAILURE_TTL = 60.0  # seconds a failed lookup is remembered before the name is tried again
 # getaddrinfo has no timeout of its own; lookups run here so a hung resolver costs a wait, not a worker.
 _LOOKUPS = ThreadPoolExecutor(32, thread_name_prefix="mmscore-dns")
 
@@ -47,6 +48,11 @@ class _Lookup:
 
     future: Future
     deadline: float
+
+    def failed(self) -> bool:
+        if self.future.done():
+            return self.future.exception() is not None or not self.future.result()
+        return time.monotonic() > self.deadline
 
     def addresses(self, host: str, timeout: float, wait: bool) -> list[str]:
         remaining = self.deadline - time.monotonic()
@@ -114,6 +120,10 @@ class UrlPolicy:
         key = (host, port)
         with self._lookups_guard:
             lookup = self._lookups.get(key)
+            # A failure is remembered for a minute, not forever: a blip in name service costs one minute of
+            # a host's images, a dead host one lookup per minute.
+            if lookup is not None and lookup.failed() and time.monotonic() > lookup.deadline + FAILURE_TTL:
+                lookup = None
             if lookup is None:
                 future = _LOOKUPS.submit(self.resolver, host, port)
                 lookup = self._lookups[key] = _Lookup(future, time.monotonic() + self.resolve_timeout)

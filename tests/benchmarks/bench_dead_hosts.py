@@ -1,6 +1,6 @@
 """Dead image hosts: what they cost the scoring pipeline's chunk preparation (fetch + decode).
 
-Run on demand:  .venv/bin/python tests/benchmarks/bench_dead_hosts.py
+Run on demand:  .venv/bin/python tests/benchmarks/bench_dead_hosts.py [DNS_TIMEOUT_SECONDS]
 Host names under ``.bench.test`` are answered inside this process: ``live*`` names resolve to 127.0.0.1,
 where a local server answers every image after 50 ms; ``dead*`` names never answer (the lookup hangs), as
 for a host whose name server is gone. Nothing leaves the machine.
@@ -78,11 +78,14 @@ def start_server() -> ThreadingHTTPServer:
     return server
 
 
+DNS_TIMEOUT = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0  # seconds; mmscore's default is 5
+
+
 def prepare_all(urls: list[str], tmp: Path) -> tuple[float, dict]:
     """Seconds for the pipeline's chunk preparation of ``urls`` with a fresh fetcher, and the status counts."""
     fetcher = ImageFetcher(
         ImageCache(tmp / f"cache-{time.monotonic_ns()}"),
-        UrlPolicy(allowed_networks=["127.0.0.1/32"]),
+        UrlPolicy(allowed_networks=["127.0.0.1/32"], resolve_timeout=DNS_TIMEOUT),
         pool_size=WORKERS,
     )
     counts: dict[str, int] = {}
