@@ -106,3 +106,29 @@ def test_changing_one_cell_moves_that_rows_probabilities_and_no_other(tmp_path, 
     moved = np.abs(probs - baseline).max(1)
     assert moved[row] > 1e-4, "the changed cell did not reach the model"
     assert np.all(np.delete(moved, row) < 1e-6), f"other rows moved: {moved}"
+
+
+def test_the_scoring_step_sees_photos_and_texts_as_the_encoders_do(model_dir, text_encoder, image_encoder):
+    """The compiled scoring step (uint8 pixels in) must give the logits of the head on the encoders' own
+    outputs: a wrong pixel range (the reference example's [0, 1] vs [0, 255] bug) or swapped slots would not."""
+    from mmscore.doctor import load_photo, sample_photo_path
+
+    predictor = Predictor.load(model_dir)
+    photos = [load_photo(sample_photo_path(name), 224) for name in ("coffee.png", "chelsea.png")]
+    pixels = [np.round(p * 255).astype(np.uint8)[None] for p in photos]
+    texts_1, texts_2 = ["A cup of coffee on the table."], ["A cat sleeps on the sofa."]
+    ids_1, mask_1 = text_encoder.tokenize(texts_1)
+    ids_2, mask_2 = text_encoder.tokenize(texts_2)
+    mask = np.ones((1, 2), np.float32)
+    none = np.zeros((1, 0), np.float32)
+    stepped = predictor.scoring_step(ids_1, mask_1, ids_2, mask_2, pixels[0], pixels[1], mask, none).numpy()
+    features = image_encoder.encode(np.concatenate(pixels))
+    direct = predictor.head.predict(
+        predictor._head_inputs(
+            text_encoder.encode(texts_1), text_encoder.encode(texts_2), features[:1], features[1:], mask, none
+        ),
+        verbose=0,
+    )
+    np.testing.assert_allclose(stepped, direct, atol=2e-3)
+    swapped = predictor.scoring_step(ids_1, mask_1, ids_2, mask_2, pixels[1], pixels[0], mask, none).numpy()
+    assert np.abs(swapped - stepped).max() > 1e-3  # the two image slots are not interchangeable

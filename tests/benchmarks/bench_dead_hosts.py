@@ -16,10 +16,8 @@ import os
 import socket
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,9 @@ from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import UrlPolicy
 from mmscore.pipeline import prepare_chunk
 
-LATENCY = 0.05
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fetch import LATENCY, start_server  # noqa: E402  (the benchmarks' shared local image server)
+
 WORKERS = 16
 CHUNK = 512
 _real_getaddrinfo = socket.getaddrinfo
@@ -50,32 +50,6 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
-
-
-def start_server() -> ThreadingHTTPServer:
-    body = _png()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            time.sleep(LATENCY)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 256
-        daemon_threads = True
-
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 DNS_TIMEOUT = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0  # seconds; mmscore's default is 5
@@ -101,7 +75,7 @@ def prepare_all(urls: list[str], tmp: Path) -> tuple[float, dict]:
 
 def main() -> None:
     socket.getaddrinfo = _bench_getaddrinfo
-    server = start_server()
+    server = start_server(_png(), "image/png")
     port = server.server_address[1]
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,8 +34,9 @@ def _jpeg() -> bytes:
     return buf.getvalue()
 
 
-def start_server() -> ThreadingHTTPServer:
-    body = _jpeg()
+def start_server(body: bytes | None = None, content_type: str = "image/jpeg") -> ThreadingHTTPServer:
+    """A local server answering every GET with ``body`` (default: a 71 KB JPEG) after :data:`LATENCY`."""
+    body = body or _jpeg()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse counts
@@ -46,7 +47,7 @@ def start_server() -> ThreadingHTTPServer:
         def do_GET(self):
             time.sleep(LATENCY)
             self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
