@@ -304,3 +304,21 @@ def _status(policy, url):
     except UrlRefused as refused:
         return refused.status
     return "ok"
+
+
+def test_an_unexpected_error_inside_fetch_becomes_that_rows_status(tmp_path):
+    """The last line of defence: whatever raises while handling one cell ends as ``fetch_error``/``bad_url``."""
+
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("no text for this cell")
+
+    class BrokenCache(ImageCache):
+        def get(self, url):
+            raise KeyError(url)
+
+    fetcher = _fetcher(tmp_path)
+    assert fetcher.fetch(Unprintable()).status == "fetch_error"
+    broken = ImageFetcher(BrokenCache(tmp_path / "c"), fetcher.policy, fetcher.settings, image_root=tmp_path)
+    assert broken.fetch("http://example.org/x.png").status == "fetch_error"
+    assert broken.fetch("good.png").status == "not_found"  # local paths never touch the cache

@@ -170,7 +170,8 @@ class ImageFetcher:
         try:
             return self._fetch(ref, wait)
         except Exception as exc:  # one hostile cell must never end the run; the status names the kind
-            log.debug("image reference %r failed with %s: %s", str(ref)[:200], type(exc).__name__, exc)
+            # the cell itself is not formatted here: its own str() may be what failed
+            log.debug("image reference (%s) failed with %s: %s", type(ref).__name__, type(exc).__name__, exc)
             return Fetched(None, "bad_url" if isinstance(exc, ValueError) else "fetch_error")
 
     def _fetch(self, ref: object, wait: bool) -> Fetched:
