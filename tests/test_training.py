@@ -274,3 +274,17 @@ def test_head_on_real_tweet_pairs_beats_the_majority_class_on_held_out_rows(
     assert majority < 0.31
     assert macro_f1(y[test], predicted) > majority + 0.12
     assert (predicted[y[test] == LABEL_INDEX["Contradictory"]] == LABEL_INDEX["Contradictory"]).mean() > 0.25
+
+
+def test_text_2_embedding_comes_from_text_2(tmp_path, text_encoder, image_encoder):
+    """Training pairs each text_1 with its own text_2 (the reference example's texts-not-paired bug class)."""
+    df = pd.DataFrame(
+        {
+            "text_1": ["The bridge is closed all weekend.", "Our team won 3-1."],
+            "text_2": ["Heavy rain is expected on the coast.", "A new bakery opened on Main Street."],
+            "label": ["Implies", "Contradictory"],
+        }
+    )
+    emb = embed_pairs(df, None, _offline_fetcher(tmp_path), text_encoder, image_encoder, tmp_path / "emb")
+    np.testing.assert_allclose(emb.text_1, text_encoder.encode(list(df["text_1"])), atol=1e-5)
+    np.testing.assert_allclose(emb.text_2, text_encoder.encode(list(df["text_2"])), atol=1e-5)

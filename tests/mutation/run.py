@@ -55,7 +55,7 @@ MUTANTS = [
     # the reference example's bug classes
     m("image_1 scored twice", "mmscore/model/predictor.py", ALIGN,
       ("images = tf.concat([image_1, image_2], 0)", "images = tf.concat([image_1, image_1], 0)")),
-    m("training pairs text_1 with itself", "mmscore/training.py", "tests/test_training.py",
+    m("training pairs text_1 with itself", "mmscore/training.py", "tests/test_training.py::test_text_2_embedding_comes_from_text_2",
       ("        text_vectors[n:],\n", "        text_vectors[:n],\n")),
     m("pixels not scaled to [0, 1]", "mmscore/model/predictor.py", ALIGN + "::test_the_scoring_step_sees_photos_and_texts_as_the_encoders_do",
       ("pixels = tf.cast(tf.gather_nd(images, where), tf.float32) / 255.0", "pixels = tf.cast(tf.gather_nd(images, where), tf.float32)")),
