@@ -82,7 +82,7 @@ class UrlPolicy:
         allow_private: bool = False,
         allowed_networks: Iterable[str] = (),
         resolver: Resolver = system_resolver,
-        resolve_timeout: float = 5.0,
+        resolve_timeout: float = 2.0,  # healthy name servers answer in well under a second
     ):
         self.allow_private = allow_private
         self.resolve_timeout = resolve_timeout
