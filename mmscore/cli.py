@@ -119,7 +119,7 @@ ImageRootOpt = Annotated[
     typer.Option(
         "--image-root",
         help="Folder that local image paths are read from; nothing outside it is read (symlinks resolved) "
-        "[default: the input file's folder; stdin: the current folder].",
+        "(default: the input file's folder; stdin: the current folder).",
     ),
 ]
 PrivateOpt = Annotated[
@@ -410,7 +410,7 @@ def report(
             min=0.0,
             max=1.0,
             help="Low-confidence threshold on the max probability, for the report and --review "
-            "[default: 0.6; with --top and no --below: no threshold].",
+            "(default 0.6; with --top and no --below: no threshold).",
         ),
     ] = None,
     top: Annotated[int | None, typer.Option(min=1, help="With --review: at most the N least confident rows.")] = None,
