@@ -87,6 +87,16 @@ class PreparedChunk:
     image_mask: np.ndarray  # (n, 2) float32, 1 where the image was decoded
     statuses: dict[str, list[str]]
     pair_features: np.ndarray  # (n, d) float32 lexical features of the texts; d = 0 when the model takes none
+    order: np.ndarray | None = None  # the rows, shortest texts first: batches are cut in this order
+
+    def model_order(self) -> np.ndarray:
+        return np.arange(self.table.num_rows) if self.order is None else self.order
+
+    def in_input_order(self, probs: np.ndarray) -> np.ndarray:
+        """Probabilities computed in :meth:`model_order`, put back in the chunk's input order."""
+        restored = np.empty_like(probs)
+        restored[self.model_order()] = probs
+        return restored
 
 
 def _texts(table: pa.Table, column: str) -> list[str | None]:
@@ -167,7 +177,17 @@ def prepare_chunk(
         statuses[f"{column}_status"] = [status for _array, status in results]
     as_text = [np.array(["" if t is None else t for t in col], dtype=object) for col in (t1, t2)]
     features = pair_features(*as_text) if pair_features else np.zeros((n, 0), np.float32)
-    return PreparedChunk(table, as_text[0], as_text[1], images, mask, statuses, features)
+    return PreparedChunk(table, as_text[0], as_text[1], images, mask, statuses, features, length_order(*as_text))
+
+
+def length_order(text_1: np.ndarray, text_2: np.ndarray) -> np.ndarray:
+    """Rows ordered by their longer text (stable): a batch of similar lengths is trimmed to little padding.
+
+    Each batch runs at its longest row's length, so in file order about half of the token slots were padding
+    on real tweets. Characters stand in for tokens; only the order depends on it, never the result.
+    """
+    longest = np.fromiter((max(len(a), len(b)) for a, b in zip(text_1, text_2, strict=True)), np.int64, len(text_1))
+    return np.argsort(longest, kind="stable")
 
 
 def scored_table(chunk: PreparedChunk, probs: np.ndarray) -> pa.Table:
@@ -270,15 +290,16 @@ def score_pairs(
         def _batches():
             for chunk in prepared:
                 chunks_in_flight.put(chunk)
+                order = chunk.model_order()
                 for lo in range(0, chunk.table.num_rows, options.batch_size):
-                    hi = lo + options.batch_size
+                    rows = order[lo : lo + options.batch_size]
                     yield {
-                        "text_1": chunk.text_1[lo:hi],
-                        "text_2": chunk.text_2[lo:hi],
-                        "image_1": chunk.images[0][lo:hi],
-                        "image_2": chunk.images[1][lo:hi],
-                        "image_mask": chunk.image_mask[lo:hi],
-                        "pair_features": chunk.pair_features[lo:hi],
+                        "text_1": chunk.text_1[rows],
+                        "text_2": chunk.text_2[rows],
+                        "image_1": chunk.images[0][rows],
+                        "image_2": chunk.images[1][rows],
+                        "image_mask": chunk.image_mask[rows],
+                        "pair_features": chunk.pair_features[rows],
                     }
 
         signature = {
@@ -312,9 +333,10 @@ def score_pairs(
                     chunk = chunks_in_flight.get()
                     all_probs = np.concatenate(collected)
                     n = chunk.table.num_rows
-                    writer.write(scored_table(chunk, all_probs[:n]))
+                    chunk_probs = chunk.in_input_order(all_probs[:n])
+                    writer.write(scored_table(chunk, chunk_probs))
                     collected, collected_rows = [all_probs[n:]], len(all_probs) - n
-                    _count(summary, chunk, all_probs[:n])
+                    _count(summary, chunk, chunk_probs)
                     if on_progress:
                         on_progress(n, summary.image_statuses)
         except tf.errors.OpError as exc:  # an error raised while preparing rows surfaces through tf.data

@@ -33,6 +33,18 @@ def test_the_decoders_own_pixel_limit_refuses_what_pillow_would_decode():
     assert decode_image(small.getvalue(), 32).status == "ok"
 
 
+def test_length_order_sorts_by_the_longer_text_and_probabilities_come_back_in_input_order():
+    from mmscore.pipeline import PreparedChunk, length_order
+
+    text_1 = np.array(["a" * 50, "bb", "c" * 10, "d"], dtype=object)
+    text_2 = np.array(["x", "y" * 30, "z", "w"], dtype=object)
+    order = length_order(text_1, text_2)
+    assert order.tolist() == [3, 2, 1, 0]
+    chunk = PreparedChunk(pa.table({"a": [1, 2, 3, 4]}), text_1, text_2, [], None, {}, None, order)
+    probs_in_model_order = np.array([[3.0], [2.0], [1.0], [0.0]])  # row 3 was scored first, ...
+    assert chunk.in_input_order(probs_in_model_order).ravel().tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
 def test_prepare_chunk_masks_exactly_the_images_that_decoded(tmp_path):
     (tmp_path / "red.png").write_bytes(png_bytes((250, 0, 0)))
     (tmp_path / "blue.png").write_bytes(png_bytes((0, 0, 250)))
@@ -66,7 +78,10 @@ def _score(tmp_path, name, model_dir, changes=None) -> np.ndarray:
         (tmp_path / file).write_bytes(png_bytes(colour, size=(40, 40)))
     frame = pd.DataFrame(
         {
-            "text_1": [f"The river rose {i} metres overnight in town {i}." for i in range(ROWS)],
+            # longest first: the pipeline batches by length, so rows are permuted inside the chunk and must come back
+            "text_1": [
+                f"The river rose {i} metres overnight in town {i}." + " Again." * (ROWS - i) for i in range(ROWS)
+            ],
             "text_2": [f"Officials say town {i} is flooded after the rain." for i in range(ROWS)],
             "image_1": ["red.png"] * ROWS,
             "image_2": ["blue.png"] * ROWS,

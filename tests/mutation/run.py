@@ -62,7 +62,7 @@ MUTANTS = [
     m("transparency becomes black", "mmscore/images/decode.py", "tests/test_decode.py",
       ('background = Image.new("RGBA", im.size, (255, 255, 255, 255))', 'background = Image.new("RGBA", im.size, (0, 0, 0, 255))')),
     m("probabilities land on the wrong rows", "mmscore/pipeline.py", ALIGN + " tests/test_pipeline.py",
-      ("writer.write(scored_table(chunk, all_probs[:n]))", "writer.write(scored_table(chunk, all_probs[:n][::-1]))")),
+      ("chunk_probs = chunk.in_input_order(all_probs[:n])", "chunk_probs = all_probs[:n]")),
     m("label order swapped", "mmscore/labels.py", "tests/test_report.py tests/test_pipeline.py",
       ('("Contradictory", "Implies", "NoEntailment")', '("Implies", "Contradictory", "NoEntailment")')),
     # calibration and images as evidence
