@@ -87,15 +87,12 @@ class PreparedChunk:
     image_mask: np.ndarray  # (n, 2) float32, 1 where the image was decoded
     statuses: dict[str, list[str]]
     pair_features: np.ndarray  # (n, d) float32 lexical features of the texts; d = 0 when the model takes none
-    order: np.ndarray | None = None  # the rows, shortest texts first: batches are cut in this order
-
-    def model_order(self) -> np.ndarray:
-        return np.arange(self.table.num_rows) if self.order is None else self.order
+    order: np.ndarray  # the rows, shortest texts first (:func:`length_order`): batches are cut in this order
 
     def in_input_order(self, probs: np.ndarray) -> np.ndarray:
-        """Probabilities computed in :meth:`model_order`, put back in the chunk's input order."""
+        """Probabilities computed in :attr:`order`, put back in the chunk's input order."""
         restored = np.empty_like(probs)
-        restored[self.model_order()] = probs
+        restored[self.order] = probs
         return restored
 
 
@@ -290,9 +287,8 @@ def score_pairs(
         def _batches():
             for chunk in prepared:
                 chunks_in_flight.put(chunk)
-                order = chunk.model_order()
                 for lo in range(0, chunk.table.num_rows, options.batch_size):
-                    rows = order[lo : lo + options.batch_size]
+                    rows = chunk.order[lo : lo + options.batch_size]
                     yield {
                         "text_1": chunk.text_1[rows],
                         "text_2": chunk.text_2[rows],

@@ -71,6 +71,15 @@ def _schema(path: Path) -> pa.Schema:
         raise InputError(f"{path}: not a readable Parquet file") from exc
 
 
+def _scored_schema(path: Path) -> pa.Schema:
+    """The schema of a file written by `mmscore score`, or a one-line :class:`InputError`."""
+    schema = _schema(path)
+    missing = [c for c in NEEDED if c not in schema.names]
+    if missing:
+        raise InputError(f"{path}: not written by `mmscore score` (missing {', '.join(missing)})")
+    return schema
+
+
 def build_report(
     path: Path | str, gold: str = "label", chunk_rows: int = 65536, low_confidence: float = LOW_CONFIDENCE
 ) -> ScoredReport:
@@ -78,10 +87,7 @@ def build_report(
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    names = _schema(path).names
-    missing = [c for c in NEEDED if c not in names]
-    if missing:
-        raise InputError(f"{path}: not written by `mmscore score` (missing {', '.join(missing)})")
+    names = _scored_schema(path).names
     report = ScoredReport(str(path), run_facts=read_run_facts(path), low_confidence_threshold=low_confidence)
     tally = CalibrationTally()
     has_gold = gold in names
@@ -244,11 +250,9 @@ def write_review_queue(
     scored, out = Path(scored), Path(out)
     if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise InputError(f"{out}: the review queue must be a .csv or .parquet file")
-    names = _schema(scored).names
-    missing = [c for c in NEEDED if c not in names]
-    if missing:
-        raise InputError(f"{scored}: not written by `mmscore score` (missing {', '.join(missing)})")
-    wanted = [c for c in names if c.startswith("id") or c in (*REVIEW_COLUMNS, *STATUS_COLUMNS, "text_status", gold)]
+    schema = _scored_schema(scored)
+    shown = (*REVIEW_COLUMNS, *STATUS_COLUMNS, "text_status", gold)
+    wanted = [c for c in schema.names if c.startswith("id") or c in shown]
     rows, total = _least_confident(scored, below, top, chunk_rows)
     wanted_rows = set(rows.tolist())
     pieces, found, offset = [], [], 0
@@ -258,12 +262,12 @@ def write_review_queue(
             pieces.append(pa.Table.from_batches([batch]).take(local))
             found += [i + offset for i in local]
         offset += batch.num_rows
-    empty = pa.Table.from_batches([], schema=pq.read_schema(scored)).select(wanted)
+    empty = schema.empty_table().select(wanted)
     table = pa.concat_tables(pieces) if pieces else empty
     position = {row: i for i, row in enumerate(found)}
     table = table.take([position[r] for r in rows.tolist()])
     probs = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1)
-    table = table.append_column("confidence", pa.array(probs.max(1) if len(probs) else [], pa.float32()))
+    table = table.append_column("confidence", pa.array(probs.max(1), pa.float32()))
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         if out.suffix.lower() == ".csv":

@@ -328,10 +328,8 @@ class PhotoPlan:
     def training_set(self, emb: PairEmbeddings, y: np.ndarray, rows: np.ndarray, seed: int):
         """What a head trains on: ``(embeddings, labels, rows)``. With photos, :data:`AUGMENTED_COPIES` copies of
         the rows, each with its own random photos, so the head sees many photo/label pairings, not one."""
-        if not self.uses_images:
-            return without_images(emb), y, rows
-        if self.photos is None:
-            return emb, y, rows
+        if not self.augmented:
+            return self.scoring_view(emb), y, rows
         photos = self.photos.augmentation
         copies = [attach_unrelated(emb, rows, photos, seed * 100 + i) for i in range(AUGMENTED_COPIES)]
         n = len(y)
@@ -340,8 +338,11 @@ class PhotoPlan:
 
     def epochs(self, options: TrainOptions) -> int:
         """Epochs over :meth:`training_set`: fewer when it holds copies, so the gradient steps stay the same."""
-        copies = AUGMENTED_COPIES if self.uses_images and self.photos is not None else 1
-        return max(1, round(options.epochs / copies))
+        return max(1, round(options.epochs / (AUGMENTED_COPIES if self.augmented else 1)))
+
+    @property
+    def augmented(self) -> bool:
+        return self.uses_images and self.photos is not None
 
     def scoring_view(self, emb: PairEmbeddings) -> PairEmbeddings:
         return emb if self.uses_images else without_images(emb)
@@ -377,14 +378,15 @@ def cross_validate(
 
     plan = plan or PhotoPlan(uses_images=True)
     folds = list(StratifiedKFold(options.folds, shuffle=True, random_state=options.seed).split(y, y))
+    scored = plan.scoring_view(emb)
     oof = np.zeros((len(y), len(LABELS)), np.float32)
     probe_oof: dict[str, np.ndarray] = {}
     for k, (train_rows, test_rows) in enumerate(folds):
         seed = options.seed + k
         head = fit_head(*plan.training_set(emb, y, train_rows, seed), loss, options, seed, plan.epochs(options))
-        model = head if tuner is None else tuner.train(head, plan.scoring_view(emb), y, train_rows, loss, options)
+        model = head if tuner is None else tuner.train(head, scored, y, train_rows, loss, options)
         logits = head_logits if tuner is None else tuner.logits
-        oof[test_rows] = logits(model, plan.scoring_view(emb), test_rows)
+        oof[test_rows] = logits(model, scored, test_rows)
         for name, probed in plan.probes(emb, test_rows, PROBE_SEED + seed).items():
             probe_oof.setdefault(name, np.zeros_like(oof))[test_rows] = logits(model, probed, test_rows)
     return _cross_fitted_metrics(oof, probe_oof, y, folds), oof
@@ -433,10 +435,11 @@ def _brief(summary: dict) -> dict:
 
 def _robustness(y: np.ndarray, pred: np.ndarray, probed: np.ndarray) -> dict:
     """Share of labels that change when photos are attached, and what that does to macro-F1."""
+    probed_f1 = macro_f1(y, probed)
     return {
         "flip_rate": float((pred != probed).mean()),
-        "macro_f1": macro_f1(y, probed),
-        "macro_f1_change": macro_f1(y, probed) - macro_f1(y, pred),
+        "macro_f1": probed_f1,
+        "macro_f1_change": probed_f1 - macro_f1(y, pred),
     }
 
 

@@ -306,9 +306,7 @@ class ImageFetcher:
             raise _Failure("timeout") from exc
         except requests.exceptions.ConnectionError as exc:
             raise _Failure("connection_error", unreachable=_never_connected(exc)) from exc
-        except requests.exceptions.InvalidURL as exc:
-            raise _Failure("bad_url") from exc
-        except requests.exceptions.RequestException as exc:
+        except requests.exceptions.RequestException as exc:  # InvalidURL and the rest: not a usable URL
             raise _Failure("bad_url") from exc
         with resp:
             if resp.is_redirect and resp.headers.get("Location"):
