@@ -265,7 +265,7 @@ def write_review_queue(
     empty = schema.empty_table().select(wanted)
     table = pa.concat_tables(pieces) if pieces else empty
     position = {row: i for i, row in enumerate(found)}
-    table = table.take([position[r] for r in rows.tolist()])
+    table = table.take(pa.array([position[r] for r in rows.tolist()], pa.int64()))  # typed: may be empty
     probs = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1)
     table = table.append_column("confidence", pa.array(probs.max(1), pa.float32()))
     out.parent.mkdir(parents=True, exist_ok=True)

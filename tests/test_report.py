@@ -148,3 +148,11 @@ def test_review_queue_refuses_an_unknown_extension(tmp_path):
 
     with pytest.raises(InputError, match="must be a .csv or .parquet"):
         write_review_queue(_graded(tmp_path / "s.parquet", CONFIDENCES), tmp_path / "q.txt")
+
+
+def test_an_empty_review_queue_is_written_with_its_columns(tmp_path):
+    from mmscore.report import write_review_queue
+
+    queue = write_review_queue(_graded(tmp_path / "s.parquet", CONFIDENCES), tmp_path / "q.csv", below=0.2)
+    got = pd.read_csv(tmp_path / "q.csv")
+    assert queue.rows == 0 and len(got) == 0 and {"id_1", "text_1", "confidence"} <= set(got.columns)
