@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from mmscore.images.decode import decode_image
+from mmscore.images.fetcher import FetchSettings, ImageFetcher
+from mmscore.images.image_cache import ImageCache
 from mmscore.model.embedding_cache import EmbeddingCache, cached_encode, content_key
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
 PROBE_EVERY = 4  # every 4th photo in hash order is held out for the robustness probe
-MAX_PHOTO_BYTES = 20 * 1024 * 1024
 ATTACH_SHARE = 0.7  # of the training rows without an image, this share gets unrelated photos
 SAME_SHARE = 0.2  # of those, this share shows the same photo on both posts
 ONE_SIDE_SHARE = 0.15  # and this share a photo on one post only
@@ -58,14 +59,19 @@ def _views(pixels: np.ndarray) -> list[np.ndarray]:
 
 
 def _decoded_photos(folder: Path, size: int) -> list[tuple[str, np.ndarray]]:
-    """(content hash, pixels) of every decodable photo file directly in ``folder``, in hash order."""
+    """(content hash, pixels) of every decodable photo file directly in ``folder``, in hash order.
+
+    Files are read by the fetcher's local reader, rooted at ``folder``: the same guards as an image column
+    (no escape through symlinks, regular files only, the size cap).
+    """
+    reader = ImageFetcher(ImageCache(), settings=FetchSettings(offline=True), image_root=folder)
     photos = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in PHOTO_SUFFIXES or not path.is_file() or path.stat().st_size > MAX_PHOTO_BYTES:
+        if path.suffix.lower() not in PHOTO_SUFFIXES:
             continue
-        data = path.read_bytes()
-        decoded = decode_image(data, size)
-        if decoded.pixels is not None:
+        data = reader.fetch(path.name).data
+        decoded = decode_image(data, size) if data is not None else None
+        if decoded is not None and decoded.pixels is not None:
             photos[hashlib.sha256(data).hexdigest()] = decoded.pixels
     return sorted(photos.items())
 
@@ -77,7 +83,7 @@ def load_photo_sets(folder: Path, image_encoder, cache_root: Path | None = None)
     probe = [pixels for i, (_key, pixels) in enumerate(photos) if i % PROBE_EVERY == 0]
     augmentation = [view for i, (_k, pixels) in enumerate(photos) if i % PROBE_EVERY for view in _views(pixels)]
     if len(probe) < 2 or len(augmentation) < 2:
-        raise ValueError(f"{folder}: need at least 8 decodable photos for augmentation and the probe")
+        raise ValueError(f"{folder}: need at least 5 decodable photos (2 held out as the probe)")
     cache = EmbeddingCache(f"{image_encoder.name}-{image_encoder.version}", cache_root)
 
     def embed(images: list[np.ndarray]) -> np.ndarray:
