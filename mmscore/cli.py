@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Annotated
@@ -31,6 +32,21 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def command(function):
+    """Register ``function`` as a command whose :class:`~mmscore.errors.MmscoreError` becomes one line, exit 2."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        from mmscore.errors import MmscoreError
+
+        try:
+            return function(*args, **kwargs)
+        except MmscoreError as exc:
+            raise fail(str(exc)) from exc
+
+    return app.command()(run)
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"mmscore {mmscore.__version__}")
@@ -46,7 +62,7 @@ def main(
     """mmscore: batch multimodal entailment from the command line."""
 
 
-@app.command()
+@command
 def doctor() -> None:
     """Check the installation: load both encoders offline and test them on real inputs."""
     from mmscore.doctor import run_doctor
@@ -72,32 +88,6 @@ def doctor() -> None:
     if not report.passed:
         raise fail("some checks failed", code=1)
     console.print("[green]all checks passed[/]")
-
-
-def _load_predictor(model: Path | None):
-    from mmscore.model.card import InvalidModelError
-    from mmscore.model.predictor import Predictor
-    from mmscore.tensorflow_runtime import import_tensorflow
-
-    import_tensorflow()
-    try:
-        return Predictor.load(model)
-    except InvalidModelError as exc:
-        raise fail(str(exc)) from exc
-
-
-def _fetcher(image_cache: Path | None, offline: bool, allow_private: bool, image_root: Path, workers: int):
-    from mmscore.images.fetcher import FetchSettings, ImageFetcher
-    from mmscore.images.image_cache import ImageCache
-    from mmscore.images.url_policy import UrlPolicy
-
-    return ImageFetcher(
-        ImageCache(image_cache),
-        UrlPolicy(allow_private=allow_private),
-        FetchSettings(offline=offline),
-        image_root=image_root,
-        pool_size=workers,
-    )
 
 
 def _counts_table(title: str, counts: dict, total: int) -> Table:
@@ -128,9 +118,11 @@ PrivateOpt = Annotated[
 ]
 
 
-@app.command()
+@command
 def score(
-    input: Annotated[str, typer.Argument(help="Pairs to label: .csv, .parquet, or - for CSV on stdin.")],
+    input: Annotated[
+        str, typer.Argument(metavar="INPUT", help="Pairs to label: .csv, .parquet, or - for CSV on stdin.")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the labelled Parquet file.")],
     model: Annotated[
         Path | None, typer.Option(help="Model directory [default: the model shipped with mmscore].")
@@ -143,47 +135,57 @@ def score(
     limit: Annotated[int | None, typer.Option(min=0, help="Score only the first N rows.")] = None,
     allow_private_urls: PrivateOpt = False,
     image_root: ImageRootOpt = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="Text encoder number format: auto (bfloat16 where the CPU has avx512_bf16/AMX or the GPU is "
+            "Ampere or newer, else float32), float32, bfloat16. The head always runs in float32."
+        ),
+    ] = "auto",
 ) -> None:
     """Label every pair: stream the input, fetch and cache images, write one output row per input row.
 
     Output columns: all input columns, pred_label, prob_contradictory, prob_implies, prob_noentailment,
     image_1_status, image_2_status, text_status. Run facts go into the Parquet file's metadata.
     """
-    from mmscore.io.pairs_reader import InputError, open_pairs
-    from mmscore.io.scored_writer import OutputError
-    from mmscore.pipeline import ScoreOptions, ScoringError
+    from mmscore.errors import InputError
+    from mmscore.io.pairs_reader import open_pairs
+    from mmscore.scorer import Scorer
 
     if output.suffix.lower() not in (".parquet", ".pq"):
         raise fail(f"{output}: output must be a .parquet file")
-    try:
-        source = open_pairs(input)
-    except InputError as exc:
-        raise fail(str(exc)) from exc
-    if image_root is None:
-        image_root = Path.cwd() if input == "-" else Path(input).resolve().parent
-    elif not image_root.is_dir():
+    if image_root is not None and not image_root.is_dir():
         raise fail(f"{image_root}: --image-root must be a folder")
-    fetcher = _fetcher(image_cache, offline, allow_private_urls, image_root, fetch_workers)
-    options = ScoreOptions(batch_size=batch_size, fetch_workers=fetch_workers, limit=limit, resume=resume)
+    if input != "-":
+        open_pairs(input)  # a wrong file or missing column stops here, before the model loads
     with console.status("loading model..."):
-        predictor = _load_predictor(model)
-    total = source.num_rows if limit is None or source.num_rows is None else min(limit, source.num_rows)
+        scorer = Scorer(
+            model,
+            image_cache=image_cache,
+            image_root=image_root,
+            offline=offline,
+            allow_private_urls=allow_private_urls,
+            batch_size=batch_size,
+            fetch_workers=fetch_workers,
+            precision=precision,
+        )
     try:
-        summary = _score_with_progress(source, output, predictor, fetcher, options, total)
-    except (InputError, OutputError, ScoringError) as exc:
-        raise fail(str(exc)) from exc
+        summary = _score_with_progress(scorer, input, output, limit, resume)
+    except ValueError as exc:  # option combinations ScoreOptions refuses
+        raise InputError(str(exc)) from exc
     _print_score_summary(summary, output)
-    if not predictor.card.uses_images:
+    card = scorer.predictor.card
+    if not card.uses_images:
         console.print(
-            f"note: this model does not use images ({predictor.card.image_rows} of {predictor.card.training_rows} "
+            f"note: this model does not use images ({card.image_rows} of {card.training_rows} "
             "training rows had one); image statuses are reported, predictions come from the texts"
         )
 
 
-def _score_with_progress(source, output, predictor, fetcher, options, total):
+def _score_with_progress(scorer, input, output, limit, resume):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from mmscore.pipeline import SEEN, score_pairs
+    from mmscore.pipeline import SEEN
 
     columns = [
         TextColumn("[bold]scoring"),
@@ -194,7 +196,7 @@ def _score_with_progress(source, output, predictor, fetcher, options, total):
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=console, disable=not console.is_terminal, transient=False) as progress:
-        task = progress.add_task("score", total=total, rate=0.0, fetched=0, cached=0, failed=0)
+        task = progress.add_task("score", total=None, rate=0.0, fetched=0, cached=0, failed=0)
 
         def on_progress(rows: int, statuses) -> None:
             elapsed = progress.tasks[task].elapsed or 1e-9
@@ -209,13 +211,16 @@ def _score_with_progress(source, output, predictor, fetcher, options, total):
                 failed=failed,
             )
 
-        return score_pairs(source, output, predictor, fetcher, options, on_progress)
+        def on_start(total: int | None) -> None:
+            progress.update(task, total=total)
+
+        return scorer.score_file(input, output, limit=limit, resume=resume, on_start=on_start, on_progress=on_progress)
 
 
 def _print_score_summary(summary, output: Path) -> None:
     line = (
-        f"scored {summary.rows} rows -> {output} in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s); "
-        + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items()))
+        f"scored {summary.rows} rows -> {output} in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s, "
+        f"text encoder {summary.precision}); " + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items()))
     )
     flagged = {k: v for k, v in summary.text_statuses.items() if k != "ok"}
     if flagged:
@@ -229,7 +234,7 @@ def _print_score_summary(summary, output: Path) -> None:
     console.print(line, highlight=False)
 
 
-@app.command()
+@command
 def train(
     data: Annotated[
         Path, typer.Argument(help="Labelled pairs (.csv/.parquet): text_1, text_2, label [, image_*, id_*].")
@@ -278,7 +283,7 @@ def train(
     With --fine-tune, each fold (and the final model) also trains the text encoder, starting from the head
     fitted on frozen embeddings; the model directory then holds the tuned encoder weights too.
     """
-    from mmscore.io.pairs_reader import InputError
+    from mmscore.scorer import build_fetcher
     from mmscore.training import LEXICAL_FEATURES, LOSSES, TrainOptions, train_model
 
     if images is not None and not images.is_dir():
@@ -301,15 +306,17 @@ def train(
         raise fail(f"{image_root}: --image-root must be a folder")
     # --images names files by id inside that folder; otherwise image_* paths are read under the data's folder.
     root = image_root or images or data.resolve().parent
-    fetcher = _fetcher(image_cache, offline, allow_private_urls, root, 16)
+    fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
     _report_devices()
     try:
         with console.status("training...") as status:
             result = train_model(
                 data, out, fetcher, images, options, progress=lambda m: status.update(m), photos=photos
             )
-    except (InputError, ValueError) as exc:
+    except ValueError as exc:  # settings the recipe refuses (e.g. more folds than rows)
         raise fail(str(exc)) from exc
+    finally:
+        fetcher.close()
     for name, metrics in result.per_loss.items():
         marker = " (chosen)" if name == result.chosen_loss else ""
         console.print(_metrics_table(f"{folds}-fold CV, loss={name}{marker}", metrics))
@@ -336,10 +343,7 @@ def _report_devices() -> None:
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        import keras
-
-        keras.mixed_precision.set_global_policy("mixed_float16")
-        console.print(f"training on GPU ({len(gpus)} device(s)), mixed precision")
+        console.print(f"training on GPU ({len(gpus)} device(s))")
     else:
         console.print("training on CPU")
 
@@ -388,7 +392,7 @@ def _metrics_table(title: str, metrics: dict):
     return Group(table, confusion)
 
 
-@app.command()
+@command
 def report(
     scored: Annotated[Path, typer.Argument(help="A Parquet file written by `mmscore score`.")],
     gold: Annotated[str, typer.Option(help="Column holding gold labels, when present.")] = "label",
@@ -419,19 +423,14 @@ def report(
     gold labels, and (with --review) a queue of the least confident rows."""
     import json
 
-    from mmscore.io.pairs_reader import InputError
-    from mmscore.io.scored_writer import OutputError
     from mmscore.report import LOW_CONFIDENCE, build_report, plot_report, write_review_queue
 
     threshold = below if below is not None else LOW_CONFIDENCE
-    try:
-        result = build_report(scored, gold, low_confidence=threshold)
-        queue = None
-        if review:
-            queue_below = below if below is not None or top is None else None
-            queue = write_review_queue(scored, review, queue_below, top, gold)
-    except (InputError, OutputError) as exc:
-        raise fail(str(exc)) from exc
+    result = build_report(scored, gold, low_confidence=threshold)
+    queue = None
+    if review:
+        queue_below = below if below is not None or top is None else None
+        queue = write_review_queue(scored, review, queue_below, top, gold)
     if plot:
         plot_report(result, plot)
     if json_out:

@@ -1,14 +1,13 @@
 """The scoring pipeline: read -> fetch -> decode -> tokenise -> encode -> classify -> write.
 
-A bounded producer prepares chunks of rows (images fetched and decoded by a thread pool, one chunk
-ahead of the model) and feeds fixed-size batches into ``tf.data``, which tokenises in parallel and
-prefetches while the model runs. Scored chunks are written as they finish; memory depends on the
-chunk size, never on the number of input rows.
+The unit of work is a chunk of rows (:class:`ChunkScorer`): one background thread prepares the next
+chunk (images fetched and decoded by a thread pool, texts tokenised, rows ordered by length) while the
+model scores the current one; each scored chunk is written as it finishes. Memory depends on the chunk
+size, never on the number of input rows.
 """
 
 from __future__ import annotations
 
-import queue
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -22,9 +21,11 @@ import numpy as np
 import pyarrow as pa
 
 import mmscore
+from mmscore.encoders.pair_tokens import PairTokens
+from mmscore.errors import InputError, MmscoreError, ScoringError, one_line
 from mmscore.images.decode import decode_image
 from mmscore.images.fetcher import DEFERRED, ImageFetcher, image_reference
-from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE, InputError, PairsSource
+from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE, PairsSource
 from mmscore.io.scored_writer import ScoredWriter
 from mmscore.labels import LABELS, PROB_COLUMNS
 from mmscore.model.predictor import Predictor
@@ -35,15 +36,6 @@ OUTPUT_COLUMNS = ("pred_label", *PROB_COLUMNS, *STATUS_COLUMNS)
 SEEN = ("ok", "cached")
 
 
-class ScoringError(RuntimeError):
-    """Scoring stopped for a reason that is not the input file's: the message names what failed, in one line."""
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
-
-
 @dataclass(frozen=True)
 class ScoreOptions:
     batch_size: int = 32
@@ -51,6 +43,7 @@ class ScoreOptions:
     fetch_workers: int = 16
     limit: int | None = None
     resume: bool = False
+    length_batches: bool = True  # cut batches from rows sorted by length (False: file order, the old way)
 
     def __post_init__(self):
         if self.batch_size < 1 or self.chunk_batches < 1 or self.fetch_workers < 1:
@@ -71,6 +64,7 @@ class RunSummary:
     image_statuses: Counter = field(default_factory=Counter)
     text_statuses: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    precision: str = "float32"  # the text encoder's number format in this run
 
     @property
     def rows_per_second(self) -> float:
@@ -80,6 +74,8 @@ class RunSummary:
 
 @dataclass
 class PreparedChunk:
+    """One chunk ready for the model: texts, tokens, decoded images, masks, lexical features, per-row statuses."""
+
     table: pa.Table
     text_1: np.ndarray
     text_2: np.ndarray
@@ -87,7 +83,17 @@ class PreparedChunk:
     image_mask: np.ndarray  # (n, 2) float32, 1 where the image was decoded
     statuses: dict[str, list[str]]
     pair_features: np.ndarray  # (n, d) float32 lexical features of the texts; d = 0 when the model takes none
-    order: np.ndarray  # the rows, shortest texts first (:func:`length_order`): batches are cut in this order
+    order: np.ndarray  # the rows, shortest first: batches are cut in this order (see :func:`length_order`)
+    tokens: PairTokens | None = None  # both texts tokenised (given a text encoder)
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+    def batch_rows(self, batch_size: int) -> Iterator[np.ndarray]:
+        """Row indices of each model batch, cut from :attr:`order` so a batch holds texts of similar length."""
+        for lo in range(0, self.num_rows, batch_size):
+            yield self.order[lo : lo + batch_size]
 
     def in_input_order(self, probs: np.ndarray) -> np.ndarray:
         """Probabilities computed in :attr:`order`, put back in the chunk's input order."""
@@ -149,8 +155,10 @@ def prepare_chunk(
     pool: ThreadPoolExecutor,
     size: int,
     pair_features: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    text_encoder=None,
 ) -> PreparedChunk:
-    """Texts, decoded images, masks, per-row statuses and (given ``pair_features``) text features for one chunk."""
+    """Texts, decoded images, masks, per-row statuses, and (given ``pair_features`` / ``text_encoder``) lexical
+    features and tokens, for one chunk. With tokens, rows are ordered by token count; otherwise by characters."""
     n = table.num_rows
     notes = [None] * n
     if ROW_NOTE in table.column_names:  # the reader's verdict on the row (malformed, repaired) comes first
@@ -174,14 +182,18 @@ def prepare_chunk(
         statuses[f"{column}_status"] = [status for _array, status in results]
     as_text = [np.array(["" if t is None else t for t in col], dtype=object) for col in (t1, t2)]
     features = pair_features(*as_text) if pair_features else np.zeros((n, 0), np.float32)
-    return PreparedChunk(table, as_text[0], as_text[1], images, mask, statuses, features, length_order(*as_text))
+    tokens = PairTokens.of(text_encoder, *as_text) if text_encoder is not None and n else None
+    # Stable, so rows of equal length keep their input order.
+    order = np.argsort(tokens.longest_per_row(), kind="stable") if tokens else length_order(*as_text)
+    return PreparedChunk(table, *as_text, images, mask, statuses, features, order, tokens)
 
 
 def length_order(text_1: np.ndarray, text_2: np.ndarray) -> np.ndarray:
     """Rows ordered by their longer text (stable): a batch of similar lengths is trimmed to little padding.
 
     Each batch runs at its longest row's length, so in file order about half of the token slots were padding
-    on real tweets. Characters stand in for tokens; only the order depends on it, never the result.
+    on real tweets. Characters stand in for tokens when the chunk is not tokenised; only the order depends on
+    it, never the result.
     """
     longest = np.fromiter((max(len(a), len(b)) for a, b in zip(text_1, text_2, strict=True)), np.int64, len(text_1))
     return np.argsort(longest, kind="stable")
@@ -207,6 +219,50 @@ def output_schema(input_schema: pa.Schema) -> pa.Schema:
     fields += [pa.field(name, pa.float32()) for name in PROB_COLUMNS]
     fields += [pa.field(name, pa.string()) for name in STATUS_COLUMNS]
     return pa.schema(fields)
+
+
+class ChunkScorer:
+    """The per-chunk seam: an input table -> the same rows, in the same order, with the output columns added.
+
+    ``prepare`` fetches, decodes and tokenises (threads, no model); ``score`` runs the model on a prepared
+    chunk, batch by batch in length order. The local driver and distributed engines call these two alone.
+    """
+
+    def __init__(self, predictor: Predictor, fetcher: ImageFetcher, batch_size: int = 32, length_batches: bool = True):
+        self.predictor = predictor
+        self.fetcher = fetcher
+        self.batch_size = batch_size
+        self.length_batches = length_batches
+
+    def prepare(self, table: pa.Table, pool: ThreadPoolExecutor) -> PreparedChunk:
+        predictor = self.predictor
+        size = predictor.image_encoder.image_size
+        try:
+            chunk = prepare_chunk(table, self.fetcher, pool, size, predictor.pair_features, predictor.text_encoder)
+        except MmscoreError:
+            raise
+        except Exception as exc:  # not the input file's fault: say what failed
+            raise ScoringError(f"preparing rows failed ({one_line(exc)})") from exc
+        if not self.length_batches:
+            chunk.order = np.arange(chunk.num_rows)
+        return chunk
+
+    def score(self, chunk: PreparedChunk) -> pa.Table:
+        import tensorflow as tf
+
+        step, parts = self.predictor.scoring_step, []
+        try:
+            for rows in chunk.batch_rows(self.batch_size):
+                images = chunk.images[0][rows], chunk.images[1][rows]
+                logits = step(*chunk.tokens.rows(rows), *images, chunk.image_mask[rows], chunk.pair_features[rows])
+                parts.append(self.predictor.probabilities(logits.numpy()))
+        except tf.errors.OpError as exc:
+            raise ScoringError(f"the model step failed ({one_line(exc)})") from exc
+        probs = np.concatenate(parts) if parts else np.zeros((0, len(LABELS)), np.float32)
+        return scored_table(chunk, chunk.in_input_order(probs))
+
+    def score_table(self, table: pa.Table, pool: ThreadPoolExecutor) -> pa.Table:
+        return self.score(self.prepare(table, pool))
 
 
 def _limited(chunks: Iterator[pa.Table], remaining: int | None) -> Iterator[pa.Table]:
@@ -242,6 +298,7 @@ def run_key(source: PairsSource, predictor: Predictor, options: ScoreOptions) ->
         "model": predictor.card.model_id(),
         "offsets": [float(x) for x in predictor.offsets],
         "temperature": predictor.temperature,
+        "precision": predictor.precision,
         "chunk_rows": options.chunk_rows,
         "limit": options.limit,
         "mmscore": mmscore.__version__,
@@ -257,107 +314,35 @@ def score_pairs(
     on_progress: Callable[[int, Counter], None] | None = None,
 ) -> RunSummary:
     """Score every row of ``source`` into ``output`` (Parquet). One output row per input row, same order."""
-    import tensorflow as tf
-
     if options.resume and source.path == "<stdin>":
         raise InputError("--resume needs an input file, not stdin")
-    started = time.perf_counter()
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    started, started_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")
     writer = ScoredWriter(output, run_key(source, predictor, options), resume=options.resume)
-    summary = RunSummary(rows=writer.rows_done, resumed_rows=writer.rows_done)
+    summary = RunSummary(rows=writer.rows_done, resumed_rows=writer.rows_done, precision=predictor.precision)
     limit = None if options.limit is None else max(0, options.limit - writer.rows_done)
-    size = predictor.image_encoder.image_size
-    text_encoder = predictor.text_encoder
-    step = predictor.scoring_step
-    chunks_in_flight: queue.Queue[PreparedChunk] = queue.Queue()
-
+    scorer = ChunkScorer(predictor, fetcher, options.batch_size, options.length_batches)
     with ThreadPoolExecutor(options.fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
         tables = _limited(source.chunks(options.chunk_rows, skip=writer.rows_done), limit)
-        prepared = _prepared_ahead(tables, lambda t: prepare_chunk(t, fetcher, pool, size, predictor.pair_features))
-
-        failures: list[BaseException] = []  # what really went wrong inside tf.data's generator thread
-
-        def batches():
-            try:
-                yield from _batches()
-            except Exception as exc:
-                failures.append(exc)
-                raise
-
-        def _batches():
-            for chunk in prepared:
-                chunks_in_flight.put(chunk)
-                for lo in range(0, chunk.table.num_rows, options.batch_size):
-                    rows = chunk.order[lo : lo + options.batch_size]
-                    yield {
-                        "text_1": chunk.text_1[rows],
-                        "text_2": chunk.text_2[rows],
-                        "image_1": chunk.images[0][rows],
-                        "image_2": chunk.images[1][rows],
-                        "image_mask": chunk.image_mask[rows],
-                        "pair_features": chunk.pair_features[rows],
-                    }
-
-        signature = {
-            "text_1": tf.TensorSpec([None], tf.string),
-            "text_2": tf.TensorSpec([None], tf.string),
-            "image_1": tf.TensorSpec([None, size, size, 3], tf.uint8),
-            "image_2": tf.TensorSpec([None, size, size, 3], tf.uint8),
-            "image_mask": tf.TensorSpec([None, 2], tf.float32),
-            "pair_features": tf.TensorSpec([None, predictor.pair_features([""], [""]).shape[1]], tf.float32),
-        }
-
-        def tokenise(batch):
-            ids_1, mask_1 = text_encoder.tokenize(batch["text_1"])
-            ids_2, mask_2 = text_encoder.tokenize(batch["text_2"])
-            images = batch["image_1"], batch["image_2"], batch["image_mask"]
-            return ids_1, mask_1, ids_2, mask_2, *images, batch["pair_features"]
-
-        dataset = (
-            tf.data.Dataset.from_generator(batches, output_signature=signature)
-            .map(tokenise, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(2)
-        )
-        collected: list[np.ndarray] = []
-        collected_rows = 0
         try:
-            for inputs in dataset:
-                probs = predictor.probabilities(step(*inputs).numpy())
-                collected.append(probs)
-                collected_rows += len(probs)
-                while not chunks_in_flight.empty() and collected_rows >= chunks_in_flight.queue[0].table.num_rows:
-                    chunk = chunks_in_flight.get()
-                    all_probs = np.concatenate(collected)
-                    n = chunk.table.num_rows
-                    chunk_probs = chunk.in_input_order(all_probs[:n])
-                    writer.write(scored_table(chunk, chunk_probs))
-                    collected, collected_rows = [all_probs[n:]], len(all_probs) - n
-                    _count(summary, chunk, chunk_probs)
-                    if on_progress:
-                        on_progress(n, summary.image_statuses)
-        except tf.errors.OpError as exc:  # an error raised while preparing rows surfaces through tf.data
-            cause = failures[0] if failures else None
-            if isinstance(cause, InputError):
-                raise cause from None  # the reader's own one-line message
-            if cause is not None:
-                raise ScoringError(f"{source.path}: preparing rows failed ({_one_line(cause)})") from cause
-            raise ScoringError(f"{source.path}: the model step failed ({_one_line(exc)})") from exc
-        # Chunks with zero rows never produce a batch: write them too, so the count stays exact.
-        while not chunks_in_flight.empty():
-            chunk = chunks_in_flight.get()
-            writer.write(scored_table(chunk, np.zeros((0, len(LABELS)), np.float32)))
-
+            for chunk in _prepared_ahead(tables, lambda table: scorer.prepare(table, pool)):
+                scored = scorer.score(chunk)
+                writer.write(scored)
+                _count(summary, scored)
+                if on_progress:
+                    on_progress(scored.num_rows, summary.image_statuses)
+        except ScoringError as exc:
+            raise ScoringError(f"{source.path}: {exc}") from exc.__cause__
     summary.seconds = time.perf_counter() - started
     writer.finish(_facts(summary, source, predictor, options, started_at), output_schema(source.schema))
     return summary
 
 
-def _count(summary: RunSummary, chunk: PreparedChunk, probs: np.ndarray) -> None:
-    summary.rows += len(probs)
-    summary.labels.update(LABELS[i] for i in probs.argmax(1))
+def _count(summary: RunSummary, scored: pa.Table) -> None:
+    summary.rows += scored.num_rows
+    summary.labels.update(scored.column("pred_label").to_pylist())
     for column in IMAGE_COLUMNS:
-        summary.image_statuses.update(chunk.statuses[f"{column}_status"])
-    summary.text_statuses.update(chunk.statuses["text_status"])
+        summary.image_statuses.update(scored.column(f"{column}_status").to_pylist())
+    summary.text_statuses.update(scored.column("text_status").to_pylist())
 
 
 def _facts(
@@ -370,6 +355,7 @@ def _facts(
         "decision_offsets": [float(x) for x in predictor.offsets],
         "temperature": predictor.temperature,
         "uses_images": predictor.card.uses_images,
+        "precision": predictor.precision,
         "input": source.path,
         "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

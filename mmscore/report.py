@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmscore.io.pairs_reader import InputError
-from mmscore.io.scored_writer import OutputError, read_run_facts
+from mmscore.errors import InputError, OutputError, first_line
+from mmscore.io.scored_writer import read_run_facts
 from mmscore.labels import LABEL_INDEX, LABELS, PROB_COLUMNS
 from mmscore.metrics import CalibrationTally, class_metrics
 
@@ -275,5 +275,5 @@ def write_review_queue(
         else:
             pq.write_table(table, out)
     except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise OutputError(f"{out}: cannot write the review queue ({str(exc).splitlines()[0]})") from exc
+        raise OutputError(f"{out}: cannot write the review queue ({first_line(exc)})") from exc
     return ReviewQueue(str(out), table.num_rows, total, below, top)

@@ -17,13 +17,16 @@ import numpy as np
 import pandas as pd
 
 import mmscore
+from mmscore.errors import InputError, OutputError, first_line
 from mmscore.images.decode import decode_image
 from mmscore.images.fetcher import ImageFetcher
-from mmscore.io.pairs_reader import REQUIRED_COLUMNS, InputError
+from mmscore.io.atomic_write import atomic_path
+from mmscore.io.pairs_reader import REQUIRED_COLUMNS
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.metrics import calibration, class_metrics, fit_temperature, macro_f1, softmax
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
 from mmscore.model.embedding_cache import EmbeddingCache, cached_encode, content_key
+from mmscore.model.head_inputs import head_inputs
 from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
 from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
 from mmscore.model.pair_features import pair_features
@@ -86,16 +89,8 @@ class PairEmbeddings:
         return cls(*arrays, pair_features=features)
 
     def head_inputs(self, rows=slice(None)) -> dict[str, np.ndarray]:
-        inputs = {
-            "text_1": self.text_1[rows],
-            "text_2": self.text_2[rows],
-            "image_1": self.image_1[rows],
-            "image_2": self.image_2[rows],
-            "image_mask": self.image_mask[rows],
-        }
-        if self.pair_features is not None:
-            inputs["pair_features"] = self.pair_features[rows]
-        return inputs
+        lexical = None if self.pair_features is None else self.pair_features[rows]
+        return head_inputs(*(getattr(self, name)[rows] for name in PAIR_ARRAYS), lexical)
 
 
 @dataclass
@@ -122,7 +117,7 @@ def read_labelled_pairs(path: Path) -> tuple[pd.DataFrame, int]:
         else:
             df = pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: unreadable ({str(exc).splitlines()[0]})") from exc
+        raise InputError(f"{path}: unreadable ({first_line(exc)})") from exc
     missing = [c for c in (*REQUIRED_COLUMNS, "label") if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing required column(s) {', '.join(missing)}")
@@ -264,7 +259,7 @@ class FineTuner:
     """Fine-tunes the text encoder with a head, each time from the pretrained weights (so folds stay independent)."""
 
     def __init__(self, text_encoder, text_1: list[str], text_2: list[str]):
-        from mmscore.model.fine_tuning import PairTokens
+        from mmscore.encoders.pair_tokens import PairTokens
 
         self.text_encoder = text_encoder
         text_encoder.backbone.get_layer("pooled_dense").trainable = False  # unused: sentence vectors are mean-pooled
@@ -468,6 +463,20 @@ def data_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def save_model(out_dir: Path, head, card: ModelCard, tuned_text_encoder=None) -> None:
+    """Write the model directory, each file atomically; the card goes last, so a half-written model never loads."""
+    try:
+        with atomic_path(out_dir / HEAD_FILE) as tmp:
+            head.save(tmp)
+        (out_dir / TEXT_WEIGHTS_FILE).unlink(missing_ok=True)
+        if tuned_text_encoder is not None:
+            with atomic_path(out_dir / TEXT_WEIGHTS_FILE) as tmp:
+                tuned_text_encoder.backbone.save_weights(tmp)
+        card.save(out_dir)
+    except OSError as exc:
+        raise OutputError(f"cannot write the model to {out_dir}: {exc.strerror or first_line(exc)}") from exc
+
+
 def train_model(
     data: Path,
     out_dir: Path,
@@ -542,11 +551,5 @@ def train_model(
         text_encoder_weights=TEXT_WEIGHTS_FILE if tuner else "",
         pair_features=options.pair_features,
     )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    head.save(out_dir / HEAD_FILE)
-    (out_dir / TEXT_WEIGHTS_FILE).unlink(missing_ok=True)
-    if tuner:
-        tuner.text_encoder.backbone.save_weights(out_dir / TEXT_WEIGHTS_FILE)
-    card.save(out_dir)
+    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None)
     return TrainResult(card, per_loss, chosen, skipped, emb.image_statuses, emb.encoded, time.perf_counter() - started)

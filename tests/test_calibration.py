@@ -112,7 +112,8 @@ def test_scoring_applies_the_cards_offsets_and_temperature(model_dir, tmp_path):
 def test_a_card_without_temperature_loads_with_one(model_dir, tmp_path):
     import json
 
-    from mmscore.model.card import CARD_FILE, InvalidModelError
+    from mmscore.errors import InvalidModelError
+    from mmscore.model.card import CARD_FILE
     from mmscore.model.predictor import Predictor
 
     directory = _model_with(model_dir, tmp_path)

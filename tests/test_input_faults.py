@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import mmscore_cli
 
+from mmscore.errors import InputError
 from mmscore.images.fetcher import ImageFetcher
 from mmscore.images.image_cache import ImageCache
-from mmscore.io.pairs_reader import InputError, open_pairs
+from mmscore.io.pairs_reader import open_pairs
 from mmscore.model.predictor import Predictor
 from mmscore.pipeline import ScoreOptions, score_pairs
 

@@ -132,7 +132,7 @@ def test_cli_missing_column_is_one_line_exit_2(tmp_path):
 
 def test_an_error_while_preparing_rows_names_its_cause(tmp_path, model_dir, monkeypatch):
     """Not the input file's fault, so not "unreadable input": the one line says what failed."""
-    from mmscore.pipeline import ScoringError
+    from mmscore.errors import ScoringError
 
     (tmp_path / "a.png").write_bytes(png_bytes())
     frame = pd.DataFrame({"text_1": ["a", "b"], "text_2": ["c", "d"], "image_1": ["a.png", ""]})

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 from conftest import mmscore_cli, png_bytes
 
-from mmscore.io.scored_writer import OutputError, ScoredWriter, read_run_facts
+from mmscore.errors import OutputError
+from mmscore.io.scored_writer import ScoredWriter, read_run_facts
 
 
 def _run(*args, **kw) -> subprocess.CompletedProcess:

@@ -3,7 +3,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmscore.io.pairs_reader import ROW_NOTE, InputError, open_pairs
+from mmscore.errors import InputError
+from mmscore.io.pairs_reader import ROW_NOTE, open_pairs
 
 
 def _csv(tmp_path, text: str):

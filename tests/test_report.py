@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mmscore.io.pairs_reader import InputError
+from mmscore.errors import InputError
 from mmscore.labels import PROB_COLUMNS
 from mmscore.report import build_report
 

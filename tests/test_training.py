@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmscore.errors import InputError
 from mmscore.images.fetcher import FetchSettings, ImageFetcher
 from mmscore.images.image_cache import ImageCache
-from mmscore.io.pairs_reader import InputError
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.model.card import ModelCard
 from mmscore.model.predictor import Predictor
@@ -87,7 +87,8 @@ def test_card_and_head_must_agree_on_pair_features(tmp_path, model_dir):
     import json
     import shutil
 
-    from mmscore.model.card import CARD_FILE, InvalidModelError
+    from mmscore.errors import InvalidModelError
+    from mmscore.model.card import CARD_FILE
 
     shutil.copytree(model_dir, tmp_path / "m")
     card = json.loads((tmp_path / "m" / CARD_FILE).read_text())
@@ -216,7 +217,8 @@ def test_a_head_with_python_code_inside_is_refused(tmp_path, model_dir):
 
     import keras
 
-    from mmscore.model.card import CARD_FILE, HEAD_FILE, InvalidModelError
+    from mmscore.errors import InvalidModelError
+    from mmscore.model.card import CARD_FILE, HEAD_FILE
     from mmscore.model.predictor import Predictor
 
     marker = tmp_path / "code-ran"

@@ -3,6 +3,10 @@
 ``keras.applications.MobileNetV2`` pads stride-2 convolutions asymmetrically, which
 degrades these weights; this model mirrors torchvision's layout instead (symmetric
 1-pixel padding on 3x3 convolutions, BatchNorm epsilon 1e-5).
+
+For inference the model is built ``folded``: each BatchNorm merged into its convolution's kernel and bias
+(:func:`fold_batchnorm`), and ``padding="same"`` on stride-1 convolutions, where it equals the explicit
+symmetric pad. Same outputs (to float rounding), about 1.6x faster on CPU.
 """
 
 from __future__ import annotations
@@ -27,29 +31,40 @@ FEATURE_DIM = 1280
 NUM_CLASSES = 1000
 
 
-def _conv_bn(x, name: str, filters: int, kernel: int, stride: int, *, depthwise: bool, relu: bool):
+BN_EPSILON = 1e-5
+
+
+def _conv_bn(x, name: str, filters: int, kernel: int, stride: int, *, depthwise: bool, relu: bool, folded: bool):
     from keras import layers
 
-    if kernel > 1:
-        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}.pad")(x)
+    padding = "valid"
+    if kernel > 1 and folded and stride == 1:
+        padding = "same"  # equals the symmetric pad for an odd kernel at stride 1, without copying the tensor
+    elif kernel > 1:
+        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}.pad")(x)  # stride 2: torch pads both sides
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, use_bias=False, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding, use_bias=folded, name=f"{name}.conv")(x)
     else:
-        x = layers.Conv2D(filters, kernel, stride, use_bias=False, name=f"{name}.conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}.bn")(x)
+        x = layers.Conv2D(filters, kernel, stride, padding, use_bias=folded, name=f"{name}.conv")(x)
+    if not folded:
+        x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.9, name=f"{name}.bn")(x)
     if relu:
         x = layers.ReLU(6.0, name=f"{name}.relu6")(x)
     return x
 
 
-def build_mobilenet_v2(image_size: int = 224):
-    """Return a Keras model: RGB in [0, 1] -> ``{"features": (B, 1280), "logits": (B, 1000)}``."""
+def build_mobilenet_v2(image_size: int = 224, *, folded: bool = False):
+    """Return a Keras model: RGB in [0, 1] -> ``{"features": (B, 1280), "logits": (B, 1000)}``.
+
+    ``folded``: no BatchNorm layers (their affine maps live in the convolutions' biases); fill it with
+    :func:`fold_batchnorm` from a loaded unfolded model.
+    """
     import keras
     from keras import layers
 
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Normalization(mean=IMAGENET_MEAN, variance=[s * s for s in IMAGENET_STD], name="imagenet_norm")(inputs)
-    x = _conv_bn(x, "features.0", 32, 3, 2, depthwise=False, relu=True)
+    x = _conv_bn(x, "features.0", 32, 3, 2, depthwise=False, relu=True, folded=folded)
     channels, block = 32, 1
     for t, c, n, s in _INVERTED_RESIDUALS:
         for i in range(n):
@@ -57,12 +72,12 @@ def build_mobilenet_v2(image_size: int = 224):
             name = f"features.{block}"
             y = x
             if t != 1:
-                y = _conv_bn(y, f"{name}.expand", channels * t, 1, 1, depthwise=False, relu=True)
-            y = _conv_bn(y, f"{name}.dw", 0, 3, stride, depthwise=True, relu=True)
-            y = _conv_bn(y, f"{name}.project", c, 1, 1, depthwise=False, relu=False)
+                y = _conv_bn(y, f"{name}.expand", channels * t, 1, 1, depthwise=False, relu=True, folded=folded)
+            y = _conv_bn(y, f"{name}.dw", 0, 3, stride, depthwise=True, relu=True, folded=folded)
+            y = _conv_bn(y, f"{name}.project", c, 1, 1, depthwise=False, relu=False, folded=folded)
             x = layers.Add(name=f"{name}.add")([x, y]) if stride == 1 and channels == c else y
             channels, block = c, block + 1
-    x = _conv_bn(x, "features.18", FEATURE_DIM, 1, 1, depthwise=False, relu=True)
+    x = _conv_bn(x, "features.18", FEATURE_DIM, 1, 1, depthwise=False, relu=True, folded=folded)
     features = layers.GlobalAveragePooling2D(name="pool")(x)
     logits = layers.Dense(NUM_CLASSES, name="classifier")(features)
     return keras.Model(inputs, {"features": features, "logits": logits}, name="mobilenet_v2_torchvision")
@@ -107,6 +122,21 @@ def assign_torch_weights(model, state: dict[str, np.ndarray]) -> None:
             [state[f"{bn}.weight"], state[f"{bn}.bias"], state[f"{bn}.running_mean"], state[f"{bn}.running_var"]]
         )
     model.get_layer("classifier").set_weights([state["classifier.1.weight"].T, state["classifier.1.bias"]])
+
+
+def fold_batchnorm(folded, unfolded) -> None:
+    """Copy ``unfolded``'s weights into ``folded`` (built with ``folded=True``), each BatchNorm merged into the
+    convolution before it: ``kernel * scale`` and ``beta - mean * scale``, ``scale = gamma / sqrt(var + eps)``."""
+    for ours in _layer_sources():
+        (kernel,) = unfolded.get_layer(f"{ours}.conv").get_weights()
+        gamma, beta, mean, variance = unfolded.get_layer(f"{ours}.bn").get_weights()
+        scale = gamma / np.sqrt(variance + BN_EPSILON)
+        # Output channels are the kernel's last axis for Conv2D (kh, kw, in, out) and the third for a
+        # depthwise kernel (kh, kw, channels, 1).
+        depthwise = unfolded.get_layer(f"{ours}.conv").__class__.__name__ == "DepthwiseConv2D"
+        kernel = kernel * (scale[:, None] if depthwise else scale)
+        folded.get_layer(f"{ours}.conv").set_weights([kernel, beta - mean * scale])
+    folded.get_layer("classifier").set_weights(unfolded.get_layer("classifier").get_weights())
 
 
 def torch_checkpoint_path() -> Path:

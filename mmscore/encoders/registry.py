@@ -35,15 +35,16 @@ def _lookup(table: dict[str, Callable[..., Any]], kind: str, name: str) -> Calla
     return table[name]
 
 
-def build_text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128):
-    """A new instance of the named text encoder, with its own weights (for fine-tuning)."""
-    return _lookup(TEXT_ENCODERS, "text", name)(sequence_length=sequence_length)
+def build_text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128, dtype: str | None = None):
+    """A new instance of the named text encoder, with its own weights (for fine-tuning); ``dtype`` is the
+    Keras policy of its layers (None: float32)."""
+    return _lookup(TEXT_ENCODERS, "text", name)(sequence_length=sequence_length, dtype=dtype)
 
 
 @cache
-def text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128):
-    """The named text encoder with its pretrained weights, built once per process and shared."""
-    return build_text_encoder(name, sequence_length)
+def text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128, dtype: str | None = None):
+    """The named text encoder with its pretrained weights, built once per process (per dtype) and shared."""
+    return build_text_encoder(name, sequence_length, dtype)
 
 
 @cache

@@ -32,7 +32,7 @@ class MiniLMTextEncoder:
     name = "minilm-l6-v2"
     dim = 384
 
-    def __init__(self, sequence_length: int = 128):
+    def __init__(self, sequence_length: int = 128, dtype: str | None = None):
         import keras
         import keras_hub
 
@@ -47,13 +47,16 @@ class MiniLMTextEncoder:
             pad_value=self.tokenizer.pad_token_id,
             return_padding_mask=True,
         )
-        self.backbone = keras_hub.models.BertBackbone.from_preset(path)
+        # dtype: a Keras policy for the backbone's layers (e.g. "mixed_bfloat16"); None keeps float32.
+        self.backbone = keras_hub.models.BertBackbone.from_preset(path, **({"dtype": dtype} if dtype else {}))
+        self.dtype = dtype or "float32"
         self.version = metadata.version(PACKAGE)
         token_ids = keras.Input((None,), dtype="int32", name="token_ids")
         padding_mask = keras.Input((None,), dtype="bool", name="padding_mask")
         sequence = self.backbone(
             {"token_ids": token_ids, "segment_ids": keras.ops.zeros_like(token_ids), "padding_mask": padding_mask}
         )["sequence_output"]
+        sequence = keras.ops.cast(sequence, "float32")  # pool and normalise in float32 whatever the backbone ran in
         # The pooler of this checkpoint was never trained: mean over real tokens is the sentence vector.
         weights = keras.ops.expand_dims(keras.ops.cast(padding_mask, sequence.dtype), -1)
         pooled = keras.ops.sum(sequence * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)

@@ -151,6 +151,10 @@ class ImageFetcher:
         self._busy_changed = threading.Condition()
         self._local = threading.local()
 
+    def close(self) -> None:
+        """Stop the name-lookup threads; the fetcher may still read the cache and local files afterwards."""
+        self.policy.close()
+
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:

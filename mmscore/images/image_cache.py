@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from mmscore.cache_location import atomic_write_bytes, user_cache_dir
+from mmscore.cache_location import user_cache_dir
+from mmscore.io.atomic_write import atomic_write_bytes
 
 
 def _sha256(data: bytes) -> str:

@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 
 Resolver = Callable[[str, int], list[str]]
 FAILURE_TTL = 60.0  # seconds a failed lookup is remembered before the name is tried again
-# getaddrinfo has no timeout of its own; lookups run here so a hung resolver costs a wait, not a worker.
-_LOOKUPS = ThreadPoolExecutor(32, thread_name_prefix="mmscore-dns")
+LOOKUP_THREADS = 32
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -91,6 +90,16 @@ class UrlPolicy:
         # One lookup per (host, port) per run, failures included: a dead name server is paid once, not per row.
         self._lookups: dict[tuple[str, int], _Lookup] = {}
         self._lookups_guard = threading.Lock()
+        # getaddrinfo has no timeout of its own; lookups run in this policy's own threads (started on first
+        # use, stopped by close()) so a hung resolver costs a wait, not a fetch worker.
+        self._lookup_pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the lookup threads (a lookup still hanging in the resolver is abandoned, not waited for)."""
+        with self._lookups_guard:
+            pool, self._lookup_pool = self._lookup_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def permits_address(self, address: str) -> bool:
         if self.allow_private or is_public_address(address):
@@ -125,7 +134,9 @@ class UrlPolicy:
             if lookup is not None and lookup.failed() and time.monotonic() > lookup.deadline + FAILURE_TTL:
                 lookup = None
             if lookup is None:
-                future = _LOOKUPS.submit(self.resolver, host, port)
+                if self._lookup_pool is None:
+                    self._lookup_pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="mmscore-dns")
+                future = self._lookup_pool.submit(self.resolver, host, port)
                 lookup = self._lookups[key] = _Lookup(future, time.monotonic() + self.resolve_timeout)
         return lookup.addresses(host, self.resolve_timeout, wait)
 

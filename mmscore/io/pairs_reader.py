@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from mmscore.errors import InputError, first_line
+
 REQUIRED_COLUMNS = ("text_1", "text_2")
 # Per-row note from the CSV reader (invalid_utf8, malformed_row); becomes text_status, never an output column.
 ROW_NOTE = "__mmscore_row_note__"
 IMAGE_COLUMNS = ("image_1", "image_2")
 _READ_BUFFER = 1 << 20
 # A field may be large (a 1 MB text is fine), but an unbalanced quote must not swallow a whole file.
-csv.field_size_limit(16 * 1024 * 1024)
-
-
-class InputError(ValueError):
-    """The input file cannot be scored (wrong type, unreadable, missing columns); the message is one line."""
+CSV_FIELD_LIMIT = 16 * 1024 * 1024
 
 
 @dataclass
@@ -54,13 +52,9 @@ class PairsSource:
                     rest = table.slice(rows)
                     pending, buffered = rest.to_batches(), rest.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"{self.path}: unreadable input ({_first_line(exc)})") from exc
+            raise InputError(f"{self.path}: unreadable input ({first_line(exc)})") from exc
         if buffered:
             yield pa.Table.from_batches(pending, self.batch_schema or self.schema).combine_chunks()
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _check_columns(path: str, names: list[str]) -> None:
@@ -69,21 +63,26 @@ def _check_columns(path: str, names: list[str]) -> None:
         raise InputError(f"{path}: missing required column(s) {', '.join(missing)} (found: {', '.join(names)})")
 
 
+def check_schema(name: str, schema: pa.Schema) -> None:
+    """Raise :class:`InputError` unless ``schema`` has the required text columns, holding text."""
+    _check_columns(name, schema.names)
+    for column in REQUIRED_COLUMNS:
+        kind = schema.field(column).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+            raise InputError(f"{name}: column {column} holds {kind}, not text")
+
+
 def _open_parquet(path: Path) -> PairsSource:
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from exc
+        raise InputError(f"{path}: not a readable Parquet file ({first_line(exc)})") from exc
     schema = pf.schema_arrow
-    _check_columns(str(path), schema.names)
-    for column in REQUIRED_COLUMNS:
-        kind = schema.field(column).type
-        if pa.types.is_dictionary(kind):
-            kind = kind.value_type
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
-            raise InputError(f"{path}: column {column} holds {kind}, not text")
+    check_schema(str(path), schema)
     return PairsSource(str(path), schema, pf.metadata.num_rows, pf.iter_batches(batch_size=4096))
 
 
@@ -141,6 +140,8 @@ def _open_csv(name: str, raw: io.BufferedReader) -> PairsSource:
     # Python's csv module rather than Arrow's: it lets a bad record become a row with a status instead of
     # stopping the run, and parsing costs far less than scoring. Every column is a string, so 19-digit
     # ids never become floats; undecodable bytes are kept (surrogateescape) and repaired per field.
+    # The csv module's limit is process-wide; it is set here, where CSV is read, not at import.
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.reader(text, strict=True)  # strict: a stray quote is reported, not silently absorbed
     try:

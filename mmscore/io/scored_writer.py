@@ -16,14 +16,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmscore.io.pairs_reader import InputError
+from mmscore.errors import OutputError, ResumeMismatch
+from mmscore.io.atomic_write import atomic_path
 
 METADATA_KEY = b"mmscore"
 MANIFEST = "manifest.json"
-
-
-class OutputError(OSError):
-    """The output cannot be written (disk full, permissions); the final path is left untouched."""
 
 
 def _reason(exc: OSError) -> str:
@@ -68,7 +65,7 @@ class ScoredWriter:
         except (OSError, json.JSONDecodeError):
             previous = None
         if previous != self.run_key:
-            raise InputError(
+            raise ResumeMismatch(
                 f"cannot resume: {self.parts} was written for a different input, model or chunk size; "
                 "run again without --resume"
             )
@@ -83,13 +80,11 @@ class ScoredWriter:
         return f"part-{index:06d}.parquet"
 
     def write(self, table: pa.Table) -> None:
-        final = self.parts / self._part_name(self.part_count)
-        tmp = final.with_suffix(".tmp")
-        try:
-            self._guard(lambda: pq.write_table(table, tmp))
-            self._guard(lambda: os.replace(tmp, final))
-        finally:
-            tmp.unlink(missing_ok=True)
+        def publish():
+            with atomic_path(self.parts / self._part_name(self.part_count)) as tmp:
+                pq.write_table(table, tmp)
+
+        self._guard(publish)
         self.rows_done += table.num_rows
         self.part_count += 1
 
@@ -98,15 +93,13 @@ class ScoredWriter:
         part_paths = [self.parts / self._part_name(i) for i in range(self.part_count)]
         schema = pq.read_schema(part_paths[0]) if part_paths else empty_schema
         schema = schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: json.dumps(facts).encode()})
-        tmp = self.output.with_name(f".{self.output.name}.{os.getpid()}.tmp")
-        try:
-            with pq.ParquetWriter(tmp, schema) as writer:
+
+        def publish():
+            with atomic_path(self.output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
                 for path in part_paths:
                     writer.write_table(pq.read_table(path).replace_schema_metadata(schema.metadata))
-            os.replace(tmp, self.output)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(f"cannot write {self.output}: {_reason(exc)}") from exc
+
+        self._guard(publish)
         self._remove_parts(part_paths)
 
     def _remove_parts(self, part_paths: list[Path]) -> None:

@@ -6,15 +6,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mmscore.errors import InvalidModelError
 from mmscore.labels import LABELS
 
 CARD_FILE = "model_card.json"
 HEAD_FILE = "head.keras"
 TEXT_WEIGHTS_FILE = "text_encoder.weights.h5"  # only in models trained with --fine-tune
-
-
-class InvalidModelError(ValueError):
-    """A model directory that mmscore cannot use (missing files, wrong labels, unknown encoder)."""
 
 
 @dataclass
@@ -68,7 +65,10 @@ class ModelCard:
         return f"{self.text_encoder}{tuned}+{self.image_encoder}{lexical}/{self.loss}/{data}"
 
     def save(self, directory: Path) -> None:
-        (Path(directory) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        from mmscore.io.atomic_write import atomic_write_bytes
+
+        text = json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(Path(directory) / CARD_FILE, text.encode())
 
     @classmethod
     def load(cls, directory: Path) -> ModelCard:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmscore.cache_location import atomic_write_bytes, user_cache_dir
+from mmscore.cache_location import user_cache_dir
+from mmscore.io.atomic_write import atomic_write_bytes
 
 
 def content_key(content: bytes | str) -> str:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mmscore.model.card import CARD_FILE, HEAD_FILE, InvalidModelError, ModelCard
+from mmscore.errors import InvalidModelError, first_line
+from mmscore.model.card import CARD_FILE, HEAD_FILE, ModelCard
+from mmscore.model.head_inputs import head_inputs, lexical_width
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 
@@ -28,18 +30,22 @@ class Predictor:
     >>> probs = predictor.predict_embeddings(t1, t2, i1, i2, image_mask, predictor.pair_features(texts_1, texts_2))
     """
 
-    def __init__(self, card: ModelCard, head, directory: Path | None = None):
+    def __init__(self, card: ModelCard, head, directory: Path | None = None, precision: str = "float32"):
         self.card = card
+        self.precision = precision  # the text encoder's: "float32" or "bfloat16" (see mmscore.precision)
         self.head = head
         self.directory = directory
         self.offsets = np.asarray(card.decision_offsets, np.float32)
         self.temperature = float(card.temperature)
 
     @classmethod
-    def load(cls, directory: Path | str | None = None) -> Predictor:
+    def load(cls, directory: Path | str | None = None, precision: str = "float32") -> Predictor:
+        """The model in ``directory`` (default: the shipped one); ``precision`` auto|float32|bfloat16 for the
+        text encoder."""
         import keras
 
         import mmscore.model.entailment_head  # noqa: F401  (registers the head's layers)
+        from mmscore.precision import resolve_precision
 
         directory = Path(directory) if directory else DEFAULT_MODEL_DIR
         if not (directory / HEAD_FILE).is_file():
@@ -49,13 +55,12 @@ class Predictor:
             # safe_mode: a head.keras holding a Lambda (pickled Python code) is refused, never run.
             head = keras.saving.load_model(directory / HEAD_FILE, compile=False, safe_mode=True)
         except (ValueError, TypeError, OSError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InvalidModelError(f"{directory / HEAD_FILE}: refused to load ({first[:200]})") from exc
+            raise InvalidModelError(f"{directory / HEAD_FILE}: refused to load ({first_line(exc, 200)})") from exc
         if card.text_encoder_weights and not (directory / card.text_encoder_weights).is_file():
             raise InvalidModelError(f"{directory}: fine-tuned text encoder weights {card.text_encoder_weights} missing")
-        if bool(card.pair_features) != ("pair_features" in [t.name for t in head.inputs]):
+        if bool(card.pair_features) != bool(lexical_width(head)):
             raise InvalidModelError(f"{directory}: the card's pair_features and the head's inputs disagree")
-        return cls(card, head, directory)
+        return cls(card, head, directory, resolve_precision(precision))
 
     def pair_features(self, text_1, text_2) -> np.ndarray:
         """The lexical features this model's head takes, ``(n, 0)`` when it takes none."""
@@ -69,21 +74,26 @@ class Predictor:
         """Head logits -> calibrated probabilities in label order (offsets, then temperature)."""
         return apply_offsets(logits, self.offsets, self.temperature)
 
+    @property
+    def lexical_width(self) -> int:
+        """How many lexical features per row this model's head takes (0: none); :meth:`pair_features` gives them."""
+        return lexical_width(self.head)
+
     def _head_inputs(self, text_1, text_2, image_1, image_2, image_mask, pair_features) -> dict:
         if not self.card.uses_images:  # a text-only model: images are fetched and reported, never fed to it
             image_mask = image_mask * 0
-        inputs = {"text_1": text_1, "text_2": text_2, "image_1": image_1, "image_2": image_2, "image_mask": image_mask}
-        if self.card.pair_features:
-            inputs["pair_features"] = pair_features
-        return inputs
+        lexical = pair_features if self.card.pair_features else None
+        return head_inputs(text_1, text_2, image_1, image_2, image_mask, lexical)
 
     @cached_property
     def text_encoder(self):
         from mmscore.encoders import registry
+        from mmscore.precision import encoder_dtype
 
-        if not self.card.text_encoder_weights:
-            return registry.text_encoder(self.card.text_encoder, self.card.sequence_length)
-        encoder = registry.build_text_encoder(self.card.text_encoder, self.card.sequence_length)  # not the shared one
+        card, dtype = self.card, encoder_dtype(self.precision)
+        if not card.text_encoder_weights:
+            return registry.text_encoder(card.text_encoder, card.sequence_length, dtype)
+        encoder = registry.build_text_encoder(card.text_encoder, card.sequence_length, dtype)  # not the shared one
         encoder.backbone.load_weights(self.directory / self.card.text_encoder_weights)
         return encoder
 

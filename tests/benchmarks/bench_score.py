@@ -1,14 +1,21 @@
-"""Scoring throughput on this machine: end-to-end vs the model alone vs a reference-style row loop.
+"""Scoring throughput on real tweets: today's fast configuration against the old one, in the same run.
 
-Run on demand:  .venv/bin/python tests/benchmarks/bench_score.py [ROWS]
-Prints pairs/s for (e2e) `score_pairs` with a warm image cache, (a) the scoring step alone on
-ready-made tensors (upper bound), (b) one row at a time with per-row tokenisation and per-image
-Pillow decode/resize in Python (how the keras.io example feeds its model), and the ratios.
+Run on demand:  .venv/bin/python tests/benchmarks/bench_score.py [ROWS]   (default 384; 1260 = all real rows)
+
+Rows are the real tweet texts of ``../shared/data/tweets`` (or, when absent, synthetic texts drawn to match
+their length distribution, said so in the output). Two inputs: texts only, and with a real photo on both
+posts (``../shared/data/images/mediaeval2016``, or drawn photos when absent). Two configurations:
+
+- fast     : batches cut from rows sorted by token length, text encoder at ``--precision auto``,
+             MobileNetV2 with BatchNorm folded into its convolutions;
+- baseline : file-order batches, float32, unfolded MobileNetV2 (the configuration before these changes).
+
+For each: end-to-end ``score_pairs`` pairs/s, the model step alone on the same prepared chunks (no fetching,
+decoding or tokenising), the ratios, and the share of rows whose label differs between the two.
 """
 
 from __future__ import annotations
 
-import io
 import sys
 import tempfile
 import time
@@ -16,96 +23,122 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+TWEETS = DATA / "tweets" / "tweets_trainval.csv"
+PHOTOS = DATA / "images" / "mediaeval2016"
 
 
-def make_pairs(root: Path, rows: int) -> Path:
+def real_or_synthetic_texts(rows: int) -> tuple[list[str], list[str], str]:
+    """``rows`` pairs of real tweet texts, or synthetic texts with the real word-count distribution."""
+    if TWEETS.is_file():
+        frame = pd.read_csv(TWEETS, dtype=str).fillna("").head(rows)
+        return list(frame["text_1"]), list(frame["text_2"]), f"real tweets ({TWEETS})"
     rng = np.random.default_rng(0)
+    words = ["storm", "harbour", "bridge", "closed", "vote", "market", "rain", "city", "team", "won", "lost"]
+    words += ["river", "train", "#news", "@user", "2016"]
+    # Real tweets here: 25 words on average (sd ~11), at least 3.
+    counts = np.clip(rng.normal(25, 11, 2 * rows).round().astype(int), 3, 60)
+    texts = [" ".join(rng.choice(words, n)) for n in counts]
+    return texts[:rows], texts[rows:], "SYNTHETIC texts (../shared/data absent), real word-count distribution"
+
+
+def photo_files(root: Path) -> tuple[Path, list[str], str]:
+    """The folder and names of the photos to attach: the real ones, or 16 drawn under ``root``."""
+    from PIL import Image
+
+    real = sorted(p for p in PHOTOS.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if real:  # read in place: the image root is that folder (a link to it would be refused as outside the root)
+        return PHOTOS, [p.name for p in real], f"real photos ({PHOTOS})"
+    rng = np.random.default_rng(1)
     for i in range(16):
-        Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(root / f"img{i}.jpg")
-    words = [
-        "harbour",
-        "storm",
-        "bridge",
-        "closed",
-        "open",
-        "vote",
-        "market",
-        "rain",
-        "city",
-        "team",
-        "won",
-        "lost",
-        "river",
-        "train",
-    ]
-    texts = [" ".join(rng.choice(words, 18)) for _ in range(rows * 2)]
-    df = pd.DataFrame(
-        {
-            "text_1": texts[:rows],
-            "text_2": texts[rows:],
-            "image_1": [f"img{i % 16}.jpg" for i in range(rows)],
-            "image_2": [f"img{(i * 7) % 16}.jpg" for i in range(rows)],
-        }
-    )
-    df.to_parquet(root / "pairs.parquet")
-    return root / "pairs.parquet"
+        Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(root / f"drawn{i}.jpg")
+    return root, [f"drawn{i}.jpg" for i in range(16)], "DRAWN noise photos (../shared/data absent)"
 
 
-def main(rows: int = 256) -> None:
-    import tensorflow as tf
+def configure(predictor, fast: bool):
+    """Switch ``predictor`` to the fast or the baseline configuration (text precision, image encoder)."""
+    from mmscore.encoders.image_mobilenet import MobileNetImageEncoder
+    from mmscore.precision import resolve_precision
 
-    from mmscore.images.decode import decode_image
+    predictor.precision = resolve_precision("auto") if fast else "float32"
+    predictor.__dict__.pop("text_encoder", None)
+    predictor.__dict__.pop("scoring_step", None)
+    predictor.__dict__["image_encoder"] = MobileNetImageEncoder(fold=fast)
+    return predictor
+
+
+def measure(predictor, data: Path, root: Path, image_root: Path, fast: bool, tag: str) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
     from mmscore.images.fetcher import ImageFetcher
     from mmscore.images.image_cache import ImageCache
     from mmscore.io.pairs_reader import open_pairs
+    from mmscore.pipeline import ChunkScorer, ScoreOptions, score_pairs
+
+    configure(predictor, fast)
+    fetcher = ImageFetcher(ImageCache(root / "cache"), image_root=image_root)
+    options = ScoreOptions(batch_size=32, length_batches=fast)
+    score_pairs(open_pairs(data), root / "warm.parquet", predictor, fetcher, ScoreOptions(32, limit=64))  # trace, warm
+    out = root / f"{tag}.parquet"
+    start = time.perf_counter()
+    summary = score_pairs(open_pairs(data), out, predictor, fetcher, options)
+    e2e = summary.rows / (time.perf_counter() - start)
+
+    scorer = ChunkScorer(predictor, fetcher, options.batch_size, options.length_batches)
+    with ThreadPoolExecutor(options.fetch_workers) as pool:
+        chunks = [scorer.prepare(t, pool) for t in open_pairs(data).chunks(options.chunk_rows)]
+    start = time.perf_counter()
+    for chunk in chunks:
+        scorer.score(chunk)
+    step = sum(c.num_rows for c in chunks) / (time.perf_counter() - start)
+    scored = pd.read_parquet(out)
+    seen = scored[[c for c in ("image_1_status", "image_2_status") if c in scored]].isin(["ok", "cached"]).to_numpy()
+    return {"e2e": e2e, "step": step, "labels": scored["pred_label"], "images_seen": int(seen.sum())}
+
+
+def main(rows: int = 384) -> None:
     from mmscore.model.predictor import Predictor
-    from mmscore.pipeline import ScoreOptions, score_pairs
+    from mmscore.precision import resolve_precision
 
     root = Path(tempfile.mkdtemp())
-    data = make_pairs(root, rows)
+    text_1, text_2, texts_from = real_or_synthetic_texts(rows)
+    image_root, photos, photos_from = photo_files(root)
+    inputs = {
+        "texts only": pd.DataFrame({"text_1": text_1, "text_2": text_2}),
+        "both images": pd.DataFrame(
+            {
+                "text_1": text_1,
+                "text_2": text_2,
+                "image_1": [photos[i % len(photos)] for i in range(len(text_1))],
+                "image_2": [photos[(7 * i + 3) % len(photos)] for i in range(len(text_1))],
+            }
+        ),
+    }
     predictor = Predictor.load()
-    fetcher = ImageFetcher(ImageCache(root / "cache"), image_root=root)
-    options = ScoreOptions(batch_size=32)
-    score_pairs(open_pairs(data), root / "warm.parquet", predictor, fetcher, ScoreOptions(32, limit=64))  # warm-up
-
-    start = time.perf_counter()
-    score_pairs(open_pairs(data), root / "out.parquet", predictor, fetcher, options)
-    e2e = rows / (time.perf_counter() - start)
-
-    df = pd.read_parquet(data)
-    size = predictor.image_encoder.image_size
-    step = predictor.scoring_step
-    images = np.stack([decode_image((root / p).read_bytes(), size).pixels for p in df["image_1"][:32]])
-    ids1, m1 = predictor.text_encoder.tokenize(tf.constant(df["text_1"][:32].tolist()))
-    ids2, m2 = predictor.text_encoder.tokenize(tf.constant(df["text_2"][:32].tolist()))
-    mask = tf.ones((32, 2))
-    lexical = predictor.pair_features(df["text_1"][:32].tolist(), df["text_2"][:32].tolist())
-    step(ids1, m1, ids2, m2, images, images, mask, lexical)
-    start = time.perf_counter()
-    batches = rows // 32
-    for _ in range(batches):
-        step(ids1, m1, ids2, m2, images, images, mask, lexical).numpy()
-    forward = batches * 32 / (time.perf_counter() - start)
-
-    reference_rows = min(rows, 32)
-    start = time.perf_counter()
-    for row in df.head(reference_rows).itertuples():
-        pics = []
-        for ref in (row.image_1, row.image_2):
-            with Image.open(io.BytesIO((root / ref).read_bytes())) as im:
-                pics.append(np.asarray(im.convert("RGB").resize((size, size)), np.uint8))
-        a, ma = predictor.text_encoder.tokenize(tf.constant([row.text_1]))
-        b, mb = predictor.text_encoder.tokenize(tf.constant([row.text_2]))
-        lexical = predictor.pair_features([row.text_1], [row.text_2])
-        step(a, ma, b, mb, pics[0][None], pics[1][None], tf.ones((1, 2)), lexical).numpy()
-    reference = reference_rows / (time.perf_counter() - start)
-
-    print(f"rows {rows}, batch 32, images present on both sides, warm cache")
-    print(f"end-to-end score_pairs : {e2e:7.1f} pairs/s")
-    print(f"(a) model forward only : {forward:7.1f} pairs/s   e2e/(a) = {e2e / forward:.2f}")
-    print(f"(b) reference row loop : {reference:7.1f} pairs/s   e2e/(b) = {e2e / reference:.1f}x")
+    print(f"{len(text_1)} rows of {texts_from}; photos: {photos_from}; batch 32, chunk 256")
+    print(f"fast = length-sorted batches + text encoder {resolve_precision('auto')} + folded MobileNetV2")
+    print("baseline = file-order batches + float32 + unfolded MobileNetV2 (measured in this run)\n")
+    print(f"model uses images: {predictor.card.uses_images}")
+    print(f"{'input':12} {'config':9} {'e2e pairs/s':>12} {'step pairs/s':>13} {'e2e/step':>9}")
+    for name, frame in inputs.items():
+        data = root / f"{name.replace(' ', '_')}.parquet"
+        frame.to_parquet(data)
+        results = {}
+        for fast in (False, True):
+            tag = "fast" if fast else "baseline"
+            results[tag] = r = measure(predictor, data, root, image_root, fast, f"{data.stem}-{tag}")
+            print(
+                f"{name:12} {tag:9} {r['e2e']:12.1f} {r['step']:13.1f} {r['e2e'] / r['step']:9.2f}"
+                f"   images seen {r['images_seen']}"
+            )
+        fast, base = results["fast"], results["baseline"]
+        changed = float((fast["labels"] != base["labels"]).mean())
+        print(
+            f"{name:12} speed-up e2e {fast['e2e'] / base['e2e']:.2f}x, step {fast['step'] / base['step']:.2f}x; "
+            f"labels changed vs baseline: {100 * changed:.2f}% of {len(fast['labels'])} rows\n"
+        )
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 256)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 384)

@@ -1,0 +1,144 @@
+"""The Python API: load a model once, then score DataFrames, Arrow tables or files.
+
+>>> from mmscore import Scorer
+>>> scorer = Scorer()                                   # the shipped model; images under the current folder
+>>> labelled = scorer.score_frame(pairs)                # same columns and statuses as `mmscore score`
+>>> summary = scorer.score_file("pairs.parquet", "out.parquet")
+
+The CLI's ``score`` command is a thin caller of :meth:`Scorer.score_file`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow as pa
+
+from mmscore.errors import InputError, ScoringError, first_line
+from mmscore.images.fetcher import FetchSettings, ImageFetcher
+from mmscore.images.image_cache import ImageCache
+from mmscore.images.url_policy import UrlPolicy
+from mmscore.io.pairs_reader import check_schema, open_pairs
+from mmscore.pipeline import ChunkScorer, RunSummary, ScoreOptions, _prepared_ahead, score_pairs
+
+
+def build_fetcher(
+    image_cache: Path | None = None,
+    *,
+    offline: bool = False,
+    allow_private_urls: bool = False,
+    image_root: Path | None = None,
+    workers: int = 16,
+) -> ImageFetcher:
+    """The image fetcher the CLI uses: cache, URL policy, local files read only under ``image_root``."""
+    return ImageFetcher(
+        ImageCache(image_cache),
+        UrlPolicy(allow_private=allow_private_urls),
+        FetchSettings(offline=offline),
+        image_root=image_root,
+        pool_size=workers,
+    )
+
+
+class Scorer:
+    """A loaded model and an image fetcher, reused for every call.
+
+    ``model``: a model directory (default: the shipped model). ``image_root``: the folder local image paths
+    are read from (default: the current folder; :meth:`score_file` uses the input file's folder when none is
+    given). ``offline``: use only cached or local images. ``precision``: the text encoder's number format,
+    ``auto`` (bfloat16 where the hardware does it natively, else float32), ``float32`` or ``bfloat16``.
+    """
+
+    def __init__(
+        self,
+        model: Path | str | None = None,
+        *,
+        image_cache: Path | None = None,
+        image_root: Path | None = None,
+        offline: bool = False,
+        allow_private_urls: bool = False,
+        batch_size: int = 32,
+        fetch_workers: int = 16,
+        precision: str = "auto",
+    ):
+        from mmscore.model.predictor import Predictor
+        from mmscore.tensorflow_runtime import import_tensorflow
+
+        import_tensorflow()
+        try:
+            self.predictor = Predictor.load(model, precision)
+        except ValueError as exc:  # an unknown precision
+            raise InputError(str(exc)) from exc
+        self.options = ScoreOptions(batch_size=batch_size, fetch_workers=fetch_workers)
+        self._fetcher_settings = dict(
+            image_cache=image_cache, offline=offline, allow_private_urls=allow_private_urls, workers=fetch_workers
+        )
+        self.image_root = image_root
+
+    def _fetcher(self, image_root: Path | None) -> ImageFetcher:
+        return build_fetcher(**self._fetcher_settings, image_root=image_root or self.image_root)
+
+    def score_arrow(self, table: pa.Table) -> pa.Table:
+        """``table`` (``text_1``, ``text_2`` [, ``image_1``, ``image_2``, anything else]) with the output columns."""
+        check_schema("table", table.schema)
+        fetcher = self._fetcher(None)
+        scorer = ChunkScorer(self.predictor, fetcher, self.options.batch_size)
+        step = self.options.chunk_rows
+        slices = (table.slice(lo, step) for lo in range(0, table.num_rows, step))
+        try:
+            with ThreadPoolExecutor(self.options.fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
+                scored = [scorer.score(chunk) for chunk in _prepared_ahead(slices, lambda t: scorer.prepare(t, pool))]
+        finally:
+            fetcher.close()
+        if not scored:
+            from mmscore.pipeline import output_schema
+
+            return output_schema(table.schema).empty_table()
+        return pa.concat_tables(scored)
+
+    def score_frame(self, frame):
+        """A pandas DataFrame in, the same rows (same index) with the output columns appended out."""
+        try:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(f"DataFrame cannot become a table ({first_line(exc)})") from exc
+        out = self.score_arrow(table).to_pandas()
+        out.index = frame.index
+        return out
+
+    def score_file(
+        self,
+        input: str | Path,
+        output: Path | str,
+        *,
+        limit: int | None = None,
+        resume: bool = False,
+        on_start: Callable[[int | None], None] | None = None,
+        on_progress: Callable[[int, Counter], None] | None = None,
+    ) -> RunSummary:
+        """Stream ``input`` (.csv, .parquet, or "-" for CSV on stdin) into ``output`` (.parquet), resumable.
+
+        ``on_start(rows)`` gets the number of rows to score (None when unknown, e.g. CSV); ``on_progress(rows,
+        image_statuses)`` is called after each written chunk.
+        """
+        output = Path(output)
+        if output.suffix.lower() not in (".parquet", ".pq"):
+            raise InputError(f"{output}: output must be a .parquet file")
+        source = open_pairs(input)
+        root = self.image_root or (Path.cwd() if str(input) == "-" else Path(input).resolve().parent)
+        fetcher = self._fetcher(root)
+        options = replace(self.options, limit=limit, resume=resume)
+        if on_start:
+            total = source.num_rows
+            on_start(total if limit is None or total is None else min(limit, total))
+        try:
+            return score_pairs(source, output, self.predictor, fetcher, options, on_progress)
+        finally:
+            fetcher.close()
+
+
+__all__ = ["Scorer", "build_fetcher", "RunSummary", "ScoringError"]
