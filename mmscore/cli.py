@@ -317,6 +317,11 @@ def train(
         raise fail(str(exc)) from exc
     finally:
         fetcher.close()
+    _print_training(result, folds)
+    console.print(f"saved model to {out} in {result.seconds:.1f} s")
+
+
+def _print_training(result, folds: int) -> None:
     for name, metrics in result.per_loss.items():
         marker = " (chosen)" if name == result.chosen_loss else ""
         console.print(_metrics_table(f"{folds}-fold CV, loss={name}{marker}", metrics))
@@ -333,7 +338,6 @@ def train(
         + f"; encoder calls this run: {dict(result.encoded)}; offsets {card.decision_offsets}; "
         f"temperature {card.temperature:.3f}"
     )
-    console.print(f"saved model to {out} in {result.seconds:.1f} s")
 
 
 def _report_devices() -> None:

@@ -9,19 +9,20 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 import mmscore
 from mmscore.errors import InputError, OutputError, first_line
-from mmscore.images.decode import decode_image
-from mmscore.images.fetcher import ImageFetcher
+from mmscore.images.fetcher import ImageFetcher, image_reference
 from mmscore.io.atomic_write import atomic_path
-from mmscore.io.pairs_reader import REQUIRED_COLUMNS
+from mmscore.io.pairs_reader import ROW_NOTE, open_pairs
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.metrics import calibration, class_metrics, fit_temperature, macro_f1, softmax
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
@@ -30,6 +31,7 @@ from mmscore.model.head_inputs import head_inputs
 from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
 from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
 from mmscore.model.pair_features import pair_features
+from mmscore.pipeline import load_images
 from mmscore.unrelated_photos import PhotoSets, attach_unrelated, load_photo_sets, probe_photos, without_images
 
 LOSSES = ("cross_entropy", "class_weighted", "focal")
@@ -105,27 +107,20 @@ class TrainResult:
 
 
 def read_labelled_pairs(path: Path) -> tuple[pd.DataFrame, int]:
-    """Labelled pairs as strings (ids intact); rows with an empty text are dropped and counted."""
-    path = Path(path)
-    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise InputError(f"{path}: unknown file type {path.suffix!r}; expected .csv or .parquet")
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        if path.suffix.lower() == ".csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-        else:
-            df = pd.read_parquet(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: unreadable ({first_line(exc)})") from exc
-    missing = [c for c in (*REQUIRED_COLUMNS, "label") if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing required column(s) {', '.join(missing)}")
+    """Labelled pairs as strings (ids intact), read by the scoring reader; rows with an empty text or a
+    malformed CSV record are dropped and counted."""
+    source = open_pairs(path)  # same checks as scoring: file type, readability, text columns
+    if "label" not in source.schema.names:
+        raise InputError(f"{path}: missing required column(s) label")
+    table = pa.concat_tables(source.chunks(1 << 16), promote_options="default") if source.num_rows != 0 else None
+    df = table.to_pandas() if table is not None else pd.DataFrame(columns=source.schema.names)
+    malformed = df.pop(ROW_NOTE).eq("malformed_row") if ROW_NOTE in df.columns else pd.Series(False, df.index)
     unknown = sorted(set(df["label"].astype(str)) - set(LABELS))
     if unknown:
         raise InputError(f"{path}: unknown label value(s) {unknown}; expected {', '.join(LABELS)}")
     texts_ok = df["text_1"].fillna("").str.strip().ne("") & df["text_2"].fillna("").str.strip().ne("")
-    return df[texts_ok].reset_index(drop=True), int((~texts_ok).sum())
+    keep = texts_ok & ~malformed
+    return df[keep].reset_index(drop=True), int((~keep).sum())
 
 
 def image_refs(df: pd.DataFrame, side: int, images_dir: Path | None) -> list[str | None]:
@@ -158,17 +153,18 @@ def embed_pairs(
     image_cache = EmbeddingCache(f"{image_encoder.name}-{image_encoder.version}", cache_root)
     statuses: Counter = Counter()
     keys, pixels, rows = [], [], []
+    refs = {side: [image_reference(r) for r in image_refs(df, side, images_dir)] for side in (1, 2)}
+    # Fetched and decoded by the scoring stage itself (same statuses, same pixels, busy hosts deferred).
+    with ThreadPoolExecutor(fetcher.pool_size, thread_name_prefix="mmscore-fetch") as pool:
+        loaded = load_images(list(dict.fromkeys(refs[1] + refs[2])), fetcher, pool, image_encoder.image_size)
     for side in (1, 2):
-        for row, ref in enumerate(image_refs(df, side, images_dir)):
-            fetched = fetcher.fetch(ref)
-            decoded = decode_image(fetched.data, image_encoder.image_size) if fetched.data is not None else None
-            if decoded is None or decoded.pixels is None:
-                statuses[decoded.status if decoded else fetched.status] += 1
-                continue
-            statuses[fetched.status] += 1
-            keys.append(content_key(fetched.data))
-            pixels.append(decoded.pixels)
-            rows.append((side, row))
+        for row, ref in enumerate(refs[side]):
+            decoded, status = loaded[ref]
+            statuses[status] += 1
+            if decoded is not None:
+                keys.append(content_key(decoded.tobytes()))
+                pixels.append(decoded)
+                rows.append((side, row))
     image_vectors, image_calls = cached_encode(image_cache, keys, pixels, image_encoder.encode, image_encoder.dim)
     images = np.zeros((2, n, image_encoder.dim), np.float32)
     mask = np.zeros((n, 2), np.float32)
@@ -477,6 +473,63 @@ def save_model(out_dir: Path, head, card: ModelCard, tuned_text_encoder=None) ->
         raise OutputError(f"cannot write the model to {out_dir}: {exc.strerror or first_line(exc)}") from exc
 
 
+def labels_of(df: pd.DataFrame, data: Path, folds: int) -> np.ndarray:
+    """Label indices, or :class:`InputError` when a class has fewer rows than there are folds."""
+    y = np.array([LABEL_INDEX[v] for v in df["label"]], np.int64)
+    counts = np.bincount(y, minlength=len(LABELS))
+    if (counts < folds).any():
+        short = [f"{LABELS[i]} ({c})" for i, c in enumerate(counts) if c < folds]
+        raise InputError(f"{data}: fewer than {folds} examples of {', '.join(short)} for {folds}-fold CV")
+    return y
+
+
+def compare_losses(emb, y, options: TrainOptions, tuner, plan: PhotoPlan, progress: Progress):
+    """Cross-validate each loss: ``(metrics per loss, out-of-fold logits per loss, the best loss by macro-F1)``."""
+    kind = "fine-tuning" if tuner else "frozen encoders"
+    per_loss, oofs = {}, {}
+    for loss in options.losses:
+        progress(f"{options.folds}-fold cross-validation ({kind}), loss={loss}")
+        per_loss[loss], oofs[loss] = cross_validate(emb, y, loss, options, tuner, plan)
+    return per_loss, oofs, max(options.losses, key=lambda name: per_loss[name]["macro_f1"])
+
+
+def fit_final(emb, y, loss: str, options: TrainOptions, tuner, plan: PhotoPlan, progress: Progress):
+    """The head (and, fine-tuning, the text encoder) trained on every row."""
+    progress(f"fitting the final model on all rows ({'fine-tuning' if tuner else 'frozen encoders'}), loss={loss}")
+    everything = np.arange(len(y))
+    rows = plan.training_set(emb, y, everything, options.seed)
+    head = fit_head(*rows, loss, options, options.seed, plan.epochs(options))
+    if tuner:
+        tuner.train(head, plan.scoring_view(emb), y, everything, loss, options)
+    return head
+
+
+def model_card(text, image, options, data: Path, emb, plan: PhotoPlan, chosen, per_loss, oof, y, tuned) -> ModelCard:
+    """The card of a model trained with ``chosen``: offsets and temperature fitted on its out-of-fold logits."""
+    offsets = tune_offsets(oof, y)
+    return ModelCard(
+        text_encoder=text.name,
+        image_encoder=image.name,
+        encoder_versions={text.name: text.version, image.name: image.version},
+        sequence_length=options.sequence_length,
+        image_size=image.image_size,
+        decision_offsets=[float(x) for x in offsets],
+        temperature=fit_temperature(oof + offsets, y),
+        loss=chosen,
+        training_data_sha256=data_sha256(data),
+        training_rows=len(y),
+        image_rows=image_rows(emb),
+        uses_images=plan.uses_images,
+        photo_augmentation=plan.photos.card_facts() if plan.photos else {},
+        cv_metrics={"folds": options.folds, "seed": options.seed, "chosen": chosen, "per_loss": per_loss},
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        mmscore_version=mmscore.__version__,
+        notes=f"images found: {int(emb.image_mask.sum())} of {2 * len(y)}",
+        text_encoder_weights=TEXT_WEIGHTS_FILE if tuned else "",
+        pair_features=options.pair_features,
+    )
+
+
 def train_model(
     data: Path,
     out_dir: Path,
@@ -497,13 +550,7 @@ def train_model(
 
     started = time.perf_counter()
     df, skipped = read_labelled_pairs(data)
-    y = np.array([LABEL_INDEX[v] for v in df["label"]], np.int64)
-    counts = np.bincount(y, minlength=len(LABELS))
-    if (counts < options.folds).any():
-        short = [f"{LABELS[i]} ({c})" for i, c in enumerate(counts) if c < options.folds]
-        raise InputError(
-            f"{data}: fewer than {options.folds} examples of {', '.join(short)} for {options.folds}-fold CV"
-        )
+    y = labels_of(df, data, options.folds)
     progress(f"{len(df)} pairs ({skipped} skipped for empty text); loading encoders")
     text = registry.text_encoder(options.text_encoder, options.sequence_length)
     image = registry.image_encoder(options.image_encoder)
@@ -516,40 +563,8 @@ def train_model(
     if options.fine_tune:  # a private copy of the encoder: the shared one keeps its pretrained weights
         tuned = registry.build_text_encoder(options.text_encoder, options.sequence_length)
         tuner = FineTuner(tuned, list(df["text_1"]), list(df["text_2"]))
-    kind = "fine-tuning" if tuner else "frozen encoders"
-    per_loss, oofs = {}, {}
-    for loss in options.losses:
-        progress(f"{options.folds}-fold cross-validation ({kind}), loss={loss}")
-        per_loss[loss], oofs[loss] = cross_validate(emb, y, loss, options, tuner, plan)
-    chosen = max(options.losses, key=lambda name: per_loss[name]["macro_f1"])
-    progress(f"fitting the final model on all rows ({kind}), loss={chosen}")
-    everything = np.arange(len(y))
-    head = fit_head(
-        *plan.training_set(emb, y, everything, options.seed), chosen, options, options.seed, plan.epochs(options)
-    )
-    if tuner:
-        tuner.train(head, plan.scoring_view(emb), y, everything, chosen, options)
-    offsets = tune_offsets(oofs[chosen], y)
-    card = ModelCard(
-        text_encoder=text.name,
-        image_encoder=image.name,
-        encoder_versions={text.name: text.version, image.name: image.version},
-        sequence_length=options.sequence_length,
-        image_size=image.image_size,
-        decision_offsets=[float(x) for x in offsets],
-        temperature=fit_temperature(oofs[chosen] + offsets, y),
-        loss=chosen,
-        training_data_sha256=data_sha256(data),
-        training_rows=len(df),
-        image_rows=image_rows(emb),
-        uses_images=plan.uses_images,
-        photo_augmentation=plan.photos.card_facts() if plan.photos else {},
-        cv_metrics={"folds": options.folds, "seed": options.seed, "chosen": chosen, "per_loss": per_loss},
-        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        mmscore_version=mmscore.__version__,
-        notes=f"images found: {int(emb.image_mask.sum())} of {2 * len(df)}",
-        text_encoder_weights=TEXT_WEIGHTS_FILE if tuner else "",
-        pair_features=options.pair_features,
-    )
+    per_loss, oofs, chosen = compare_losses(emb, y, options, tuner, plan, progress)
+    head = fit_final(emb, y, chosen, options, tuner, plan, progress)
+    card = model_card(text, image, options, data, emb, plan, chosen, per_loss, oofs[chosen], y, tuner is not None)
     save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None)
     return TrainResult(card, per_loss, chosen, skipped, emb.image_statuses, emb.encoded, time.perf_counter() - started)

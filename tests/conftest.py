@@ -95,6 +95,23 @@ def image_encoder():
     return registry.image_encoder()
 
 
+def make_fetcher(root: Path, *, policy=None, allow_private: bool = True, image_root: Path | None = None, **settings):
+    """An image fetcher for tests: cache under ``root/cache``, quick retries, local files read under ``root``.
+
+    ``allow_private`` lets it reach the test's own loopback servers; pass ``policy`` for a specific URL policy.
+    """
+    from mmscore.images.fetcher import FetchSettings, ImageFetcher
+    from mmscore.images.image_cache import ImageCache
+    from mmscore.images.url_policy import UrlPolicy
+
+    return ImageFetcher(
+        ImageCache(root / "cache"),
+        policy or UrlPolicy(allow_private=allow_private),
+        FetchSettings(**{"backoff": 0.01, **settings}),
+        image_root=image_root or root,
+    )
+
+
 def mmscore_cli(*args) -> list[str]:
     """The argv that runs ``mmscore`` with this interpreter."""
     import sys

@@ -7,15 +7,15 @@ import io
 import socket
 import struct
 import time
+from dataclasses import asdict
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import png_bytes
+from conftest import make_fetcher, png_bytes
 from PIL import Image
 
-from mmscore.images.fetcher import FetchSettings, ImageFetcher
-from mmscore.images.image_cache import ImageCache
+from mmscore.images.fetcher import FetchSettings
 from mmscore.images.url_policy import UrlPolicy
 from mmscore.io.pairs_reader import open_pairs
 from mmscore.model.predictor import Predictor
@@ -166,7 +166,7 @@ def fault_server(image_server):
 
 
 def _fetcher(tmp_path, policy=POLICY):
-    return ImageFetcher(ImageCache(tmp_path / "cache"), policy, SETTINGS)
+    return make_fetcher(tmp_path, policy=policy, **asdict(SETTINGS))
 
 
 @pytest.mark.parametrize("name", FAULTS)

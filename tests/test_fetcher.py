@@ -1,23 +1,14 @@
 import pytest
-from conftest import png_bytes
+from conftest import make_fetcher, png_bytes
 
 from mmscore.images.fetcher import FetchSettings, ImageFetcher
 from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import UrlPolicy, UrlRefused
 
 
-def _fetcher(tmp_path, **settings):
-    return ImageFetcher(
-        ImageCache(tmp_path / "cache"),
-        UrlPolicy(allow_private=True),
-        FetchSettings(backoff=0.01, **settings),
-        image_root=tmp_path,
-    )
-
-
 def test_fetch_then_cache_hit_makes_no_request(tmp_path, image_server):
     url = image_server.image("/a.png", png_bytes())
-    fetcher = _fetcher(tmp_path)
+    fetcher = make_fetcher(tmp_path)
     first, second = fetcher.fetch(url), fetcher.fetch(url)
     assert (first.status, second.status) == ("ok", "cached")
     assert first.data == second.data == png_bytes()
@@ -26,7 +17,7 @@ def test_fetch_then_cache_hit_makes_no_request(tmp_path, image_server):
 
 def test_local_paths_and_empty_cells(tmp_path):
     (tmp_path / "pic.png").write_bytes(png_bytes())
-    fetcher = _fetcher(tmp_path)
+    fetcher = make_fetcher(tmp_path)
     assert fetcher.fetch("pic.png").status == "ok"
     assert fetcher.fetch("nope.png").status == "not_found"
     assert fetcher.fetch("").status == fetcher.fetch(None).status == "missing"
@@ -34,7 +25,7 @@ def test_local_paths_and_empty_cells(tmp_path):
 
 def test_offline_uses_only_the_cache(tmp_path, image_server):
     url = image_server.image("/b.png", png_bytes())
-    assert _fetcher(tmp_path, offline=True).fetch(url).status == "offline_miss"
+    assert make_fetcher(tmp_path, offline=True).fetch(url).status == "offline_miss"
     assert image_server.hits["/b.png"] == 0
 
 
@@ -68,7 +59,7 @@ def test_loopback_server_is_refused_by_default(tmp_path, image_server):
 
 def test_corrupt_cache_entry_is_detected_and_refetched(tmp_path, image_server):
     url = image_server.image("/d.png", png_bytes())
-    fetcher = _fetcher(tmp_path)
+    fetcher = make_fetcher(tmp_path)
     fetcher.fetch(url)
     blob = next((tmp_path / "cache" / "blobs").rglob("*"))
     while blob.is_dir():
@@ -87,7 +78,7 @@ def test_cache_paths_come_from_hashes_only(tmp_path, image_server):
         handler.wfile.write(png_bytes()),
     )
     url = image_server.base + "/x/..%2F..%2Fetc%2Fpasswd?name=../../evil.png"
-    assert _fetcher(tmp_path).fetch(url).status == "ok"
+    assert make_fetcher(tmp_path).fetch(url).status == "ok"
     files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert len(files) == 2  # one blob, one URL entry
     for path in files:
@@ -98,7 +89,7 @@ def test_cache_paths_come_from_hashes_only(tmp_path, image_server):
 
 def test_truncated_url_entry_is_a_miss(tmp_path, image_server):
     url = image_server.image("/e.png", png_bytes())
-    fetcher = _fetcher(tmp_path)
+    fetcher = make_fetcher(tmp_path)
     fetcher.fetch(url)
     entry = next(p for p in (tmp_path / "cache" / "urls").rglob("*") if p.is_file())
     entry.write_text(entry.read_text()[:10])
@@ -109,5 +100,5 @@ def test_truncated_url_entry_is_a_miss(tmp_path, image_server):
 def test_unwritable_cache_still_returns_the_image(tmp_path, image_server):
     url = image_server.image("/f.png", png_bytes())
     (tmp_path / "cache").write_text("a file where the cache directory should be")
-    fetched = _fetcher(tmp_path).fetch(url)
+    fetched = make_fetcher(tmp_path).fetch(url)
     assert fetched.status == "ok" and fetched.data == png_bytes()

@@ -4,11 +4,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import mmscore_cli, png_bytes
+from conftest import make_fetcher, mmscore_cli, png_bytes
 
-from mmscore.images.fetcher import FetchSettings, ImageFetcher
+from mmscore.images.fetcher import ImageFetcher
 from mmscore.images.image_cache import ImageCache
-from mmscore.images.url_policy import UrlPolicy
 from mmscore.io.pairs_reader import open_pairs
 from mmscore.io.scored_writer import read_run_facts
 from mmscore.labels import LABELS, PROB_COLUMNS
@@ -19,12 +18,6 @@ from mmscore.pipeline import ScoreOptions, prepare_chunk, score_pairs
 @pytest.fixture(scope="module")
 def predictor(model_dir):
     return Predictor.load(model_dir)
-
-
-def _fetcher(tmp_path, **kw):
-    return ImageFetcher(
-        ImageCache(tmp_path / "cache"), UrlPolicy(allow_private=True), FetchSettings(backoff=0.01, **kw)
-    )
 
 
 def _mixed_pairs(server, n=45):
@@ -50,7 +43,8 @@ def test_order_count_statuses_and_probabilities(tmp_path, image_server, predicto
     df = _mixed_pairs(image_server)
     df.to_parquet(tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
-    summary = score_pairs(open_pairs(tmp_path / "in.parquet"), out, predictor, _fetcher(tmp_path), ScoreOptions(8, 2))
+    fetcher = make_fetcher(tmp_path)
+    summary = score_pairs(open_pairs(tmp_path / "in.parquet"), out, predictor, fetcher, ScoreOptions(8, 2))
     result = pq.read_table(out).to_pandas()
     assert summary.rows == len(result) == len(df)
     assert result["id"].tolist() == df["id"].tolist()
@@ -75,7 +69,7 @@ def test_order_count_statuses_and_probabilities(tmp_path, image_server, predicto
 def test_second_run_is_identical_and_fetches_nothing(tmp_path, image_server, predictor):
     df = _mixed_pairs(image_server, 20)
     df.to_parquet(tmp_path / "in.parquet")
-    fetcher = _fetcher(tmp_path)
+    fetcher = make_fetcher(tmp_path)
     score_pairs(open_pairs(tmp_path / "in.parquet"), tmp_path / "a.parquet", predictor, fetcher, ScoreOptions(8, 2))
     hits = dict(image_server.hits)
     score_pairs(open_pairs(tmp_path / "in.parquet"), tmp_path / "b.parquet", predictor, fetcher, ScoreOptions(8, 2))
@@ -98,7 +92,7 @@ def test_image_2_is_not_image_1(tmp_path, image_server, predictor):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
-        chunk = prepare_chunk(table, _fetcher(tmp_path), pool, 32)
+        chunk = prepare_chunk(table, make_fetcher(tmp_path), pool, 32)
     assert chunk.images[0][0, 5, 5].tolist() == [255, 0, 0]
     assert chunk.images[1][0, 5, 5].tolist() == [0, 0, 255]
 

@@ -30,7 +30,7 @@ def _pairs(n: int = 11) -> pd.DataFrame:
             "id": [f"9{i:018d}" for i in range(n)],
             "text_1": [texts[i % 4] + f" {i}" for i in range(n)],
             "text_2": [texts[(i + 1) % 4] for i in range(n)],
-            "image_1": ["red.png", "blue.png", None, "missing.png"][: 4] * (n // 4) + ["red.png"] * (n % 4),
+            "image_1": ["red.png", "blue.png", None, "missing.png"][:4] * (n // 4) + ["red.png"] * (n % 4),
         },
         index=pd.RangeIndex(100, 100 + n),
     )
@@ -95,11 +95,13 @@ def test_every_user_error_is_a_one_line_message_with_exit_code_2(tmp_path, model
     runner = CliRunner()
     (tmp_path / "not.parquet").write_text("plain text")
     (tmp_path / "pairs.csv").write_text("text_1,text_2\na,b\n")
+    pairs, out = str(tmp_path / "pairs.csv"), str(tmp_path / "o.parquet")
     cases = [
         ["report", str(tmp_path / "not.parquet")],
-        ["score", str(tmp_path / "none.csv"), "-o", str(tmp_path / "o.parquet")],
-        ["score", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "o.parquet"), "--model", str(tmp_path)],
-        ["score", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "o.parquet"), "--precision", "float8"],
+        ["score", str(tmp_path / "none.csv"), "-o", out],
+        ["score", pairs, "-o", out, "--model", str(tmp_path)],  # not a model directory
+        ["score", pairs, "-o", out, "--precision", "float8"],
+        ["score", pairs, "-o", str(tmp_path / "pairs.csv" / "o.parquet"), "--model", str(model_dir)],  # OutputError
     ]
     for args in cases:
         result = runner.invoke(app, args)

@@ -4,7 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class TextEncoder(Protocol):
+    """What mmscore needs of a text encoder: tokens for the compiled step, vectors for training."""
+
+    name: str
+    version: str
+    dim: int
+    sequence_length: int
+    model: Any  # keras.Model: [token_ids, padding_mask] -> (n, dim) float32, L2-normalised
+    backbone: Any  # the trainable part (fine-tuning loads and saves its weights)
+
+    def tokenize(self, texts) -> tuple[Any, Any]: ...  # -> (token_ids int32, padding_mask bool)
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray: ...
+
+
+class ImageEncoder(Protocol):
+    """What mmscore needs of an image encoder: pixels in, pooled features out."""
+
+    name: str
+    version: str
+    dim: int
+    image_size: int
+    model: Any  # keras.Model: (n, size, size, 3) float32 in [0, 1] -> {"features": (n, dim), ...}
+
+    def encode(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray: ...
+
 
 # name -> factory(**options). Add an encoder by adding one line here.
 TEXT_ENCODERS: dict[str, Callable[..., Any]] = {}
@@ -35,19 +65,21 @@ def _lookup(table: dict[str, Callable[..., Any]], kind: str, name: str) -> Calla
     return table[name]
 
 
-def build_text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128, dtype: str | None = None):
+def build_text_encoder(
+    name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128, dtype: str | None = None
+) -> TextEncoder:
     """A new instance of the named text encoder, with its own weights (for fine-tuning); ``dtype`` is the
     Keras policy of its layers (None: float32)."""
     return _lookup(TEXT_ENCODERS, "text", name)(sequence_length=sequence_length, dtype=dtype)
 
 
 @cache
-def text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128, dtype: str | None = None):
+def text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128, dtype: str | None = None) -> TextEncoder:
     """The named text encoder with its pretrained weights, built once per process (per dtype) and shared."""
     return build_text_encoder(name, sequence_length, dtype)
 
 
 @cache
-def image_encoder(name: str = DEFAULT_IMAGE_ENCODER):
+def image_encoder(name: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
     """The named image encoder, built once per process."""
     return _lookup(IMAGE_ENCODERS, "image", name)()

@@ -39,6 +39,7 @@ def m(name: str, file: str, tests: str, *patches: tuple[str, str]) -> Mutant:
 
 
 CAL, ALIGN, HOSTILE = "tests/test_calibration.py", "tests/test_scoring_alignment.py", "tests/test_hostile_cells.py"
+FAST, API = "tests/test_fast_encoders.py", "tests/test_python_api.py"
 MUTANTS = [
     # the five that passed the suite before (issue 19)
     m("offsets not applied", "mmscore/model/predictor.py", CAL,
@@ -49,7 +50,7 @@ MUTANTS = [
       ("            if array is not None:\n                pixels[row] = array\n                mask[row, side] = 1.0",
        "            mask[row, side] = 1.0\n            if array is not None:\n                pixels[row] = array")),
     m("text_1 scored in text_2's place", "mmscore/pipeline.py", ALIGN,
-      ('ids_2, mask_2 = text_encoder.tokenize(batch["text_2"])', 'ids_2, mask_2 = text_encoder.tokenize(batch["text_1"])')),
+      ("PairTokens.of(text_encoder, *as_text)", "PairTokens.of(text_encoder, as_text[0], as_text[0])")),
     m("offsets tuned with the fold's own rows", "mmscore/training.py", CAL,
       ("others = np.setdiff1d(np.arange(len(y)), test_rows)", "others = np.arange(len(y))")),
     # the reference example's bug classes
@@ -62,7 +63,7 @@ MUTANTS = [
     m("transparency becomes black", "mmscore/images/decode.py", "tests/test_decode.py",
       ('background = Image.new("RGBA", im.size, (255, 255, 255, 255))', 'background = Image.new("RGBA", im.size, (0, 0, 0, 255))')),
     m("probabilities land on the wrong rows", "mmscore/pipeline.py", ALIGN + " tests/test_pipeline.py",
-      ("chunk_probs = chunk.in_input_order(all_probs[:n])", "chunk_probs = all_probs[:n]")),
+      ("return scored_table(chunk, chunk.in_input_order(probs))", "return scored_table(chunk, probs)")),
     m("label order swapped", "mmscore/labels.py", "tests/test_report.py tests/test_pipeline.py",
       ('("Contradictory", "Implies", "NoEntailment")', '("Implies", "Contradictory", "NoEntailment")')),
     # calibration and images as evidence
@@ -108,6 +109,15 @@ MUTANTS = [
       ("            if lookup is None:\n", "            if True:\n")),
     m("embedding cache keeps stale vectors", "mmscore/model/embedding_cache.py", "tests/test_training.py::test_embedding_cache_skips_encoders_and_invalidates_one_entry",
       ("if key not in found and key not in missing:", "if False:")),
+    # the faster encoders and the Python API
+    m("BatchNorm shift dropped when folding", "mmscore/encoders/mobilenet_v2.py", FAST + "::test_folded_mobilenet_matches_the_unfolded_one_on_real_photos",
+      ("set_weights([kernel, beta - mean * scale])", "set_weights([kernel, beta])")),
+    m("bfloat16 pooled and normalised", "mmscore/encoders/text_minilm.py", FAST + "::test_bfloat16_text_encoder_keeps_the_meaning_of_real_tweets",
+      ('        sequence = keras.ops.cast(sequence, "float32")', '        pass')),
+    m("in-memory scoring loses the index", "mmscore/scorer.py", API + "::test_score_frame_equals_score_file_row_for_row",
+      ("        out.index = frame.index\n", "")),
+    m("CLI catches only some error kinds", "mmscore/cli.py", API + "::test_every_user_error_is_a_one_line_message_with_exit_code_2",
+      ("        except MmscoreError as exc:", "        except ValueError as exc:")),
 ]  # fmt: skip
 
 

@@ -1,0 +1,57 @@
+"""The faster encoders compute what the plain ones do: folded MobileNetV2, bfloat16 MiniLM, hardware detection."""
+
+import numpy as np
+import pytest
+
+from mmscore.precision import cpu_flags, encoder_dtype, resolve_precision
+
+
+def _real_photos(shared_data, count=24):
+    from mmscore.images.decode import decode_image
+
+    paths = sorted(p for p in (shared_data / "images" / "mediaeval2016").iterdir() if p.suffix.lower() != ".txt")
+    pixels = [decode_image(p.read_bytes(), 224).pixels for p in paths]
+    return np.stack([p for p in pixels if p is not None][:count]).astype(np.float32) / 255.0
+
+
+def test_folded_mobilenet_matches_the_unfolded_one_on_real_photos(image_encoder, shared_data):
+    """BatchNorm merged into the convolutions, "same" padding at stride 1: same features, same ImageNet classes."""
+    from mmscore.encoders.image_mobilenet import MobileNetImageEncoder
+
+    assert not any(layer.name.endswith(".bn") for layer in image_encoder.model.layers)  # scoring uses the folded one
+    unfolded = MobileNetImageEncoder(fold=False)
+    assert any(layer.name.endswith(".bn") for layer in unfolded.model.layers)
+    photos = _real_photos(shared_data)
+    fast, plain = image_encoder.model(photos, training=False), unfolded.model(photos, training=False)
+    np.testing.assert_allclose(fast["features"], plain["features"], atol=1e-4, rtol=1e-4)
+    assert (np.argmax(fast["logits"], 1) == np.argmax(plain["logits"], 1)).all()
+
+
+def test_bfloat16_text_encoder_keeps_the_meaning_of_real_tweets(text_encoder, shared_data):
+    """Embeddings of real tweets under mixed bfloat16 stay within cosine 0.99 of float32 ones."""
+    import pandas as pd
+
+    from mmscore.encoders import registry
+
+    texts = pd.read_csv(shared_data / "tweets" / "tweets_trainval.csv", dtype=str)["text_1"].fillna("").head(48)
+    half = registry.build_text_encoder(text_encoder.name, text_encoder.sequence_length, encoder_dtype("bfloat16"))
+    assert half.backbone.dtype_policy.compute_dtype == "bfloat16"
+    full, reduced = text_encoder.encode(list(texts)), half.encode(list(texts))
+    assert reduced.dtype == np.float32  # pooling and normalisation stay float32
+    cosine = (full * reduced).sum(1)
+    assert cosine.min() > 0.99, cosine.min()
+    # and it is not the same computation: bfloat16 rounds
+    assert np.abs(full - reduced).max() > 1e-5
+
+
+def test_precision_resolution(tmp_path, monkeypatch):
+    assert resolve_precision("float32") == "float32"
+    assert resolve_precision("bfloat16") == "bfloat16"
+    assert resolve_precision("auto") in ("float32", "bfloat16")
+    with pytest.raises(ValueError, match="unknown precision 'float8'"):
+        resolve_precision("float8")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\nflags\t: fpu avx2\n")
+    assert {"avx512_bf16", "avx2", "fpu"} <= cpu_flags(cpuinfo)
+    assert cpu_flags(tmp_path / "absent") == set()
+    assert encoder_dtype("bfloat16") == "mixed_bfloat16" and encoder_dtype("float32") is None
