@@ -247,7 +247,11 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for folds and initialisation.")] = 0,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs per head fit.")] = 60,
     loss: Annotated[
-        list[str] | None, typer.Option(help="Loss(es) to compare: cross_entropy, class_weighted, focal [default: all].")
+        list[str] | None,
+        typer.Option(
+            help="Loss to train with; repeat to compare several by CV macro-F1 (cross_entropy, class_weighted, "
+            "focal) [default: focal]."
+        ),
     ] = None,
     fine_tune: Annotated[
         bool,
@@ -284,7 +288,7 @@ def train(
     fitted on frozen embeddings; the model directory then holds the tuned encoder weights too.
     """
     from mmscore.scorer import build_fetcher
-    from mmscore.training import LEXICAL_FEATURES, LOSSES, TrainOptions, train_model
+    from mmscore.training import LEXICAL_FEATURES, TrainOptions, train_model
 
     if images is not None and not images.is_dir():
         raise fail(f"{images}: --images must be a folder")
@@ -292,7 +296,7 @@ def train(
         raise fail(f"{photos}: --photos must be a folder")
     try:
         options = TrainOptions(
-            losses=tuple(loss or LOSSES),
+            losses=tuple(loss) if loss else TrainOptions.losses,
             folds=folds,
             seed=seed,
             epochs=epochs,
