@@ -47,6 +47,12 @@ def command(function):
     return app.command()(run)
 
 
+def _require_folder(path: Path | None, option: str) -> None:
+    """Stop with one line when a folder option names something that is not a folder."""
+    if path is not None and not path.is_dir():
+        raise fail(f"{path}: {option} must be a folder")
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"mmscore {mmscore.__version__}")
@@ -148,14 +154,11 @@ def score(
     Output columns: all input columns, pred_label, prob_contradictory, prob_implies, prob_noentailment,
     image_1_status, image_2_status, text_status. Run facts go into the Parquet file's metadata.
     """
-    from mmscore.errors import InputError
     from mmscore.io.pairs_reader import open_pairs
-    from mmscore.scorer import Scorer
+    from mmscore.scorer import Scorer, check_output
 
-    if output.suffix.lower() not in (".parquet", ".pq"):
-        raise fail(f"{output}: output must be a .parquet file")
-    if image_root is not None and not image_root.is_dir():
-        raise fail(f"{image_root}: --image-root must be a folder")
+    check_output(output)
+    _require_folder(image_root, "--image-root")
     if input != "-":
         open_pairs(input)  # a wrong file or missing column stops here, before the model loads
     with console.status("loading model..."):
@@ -169,10 +172,7 @@ def score(
             fetch_workers=fetch_workers,
             precision=precision,
         )
-    try:
-        summary = _score_with_progress(scorer, input, output, limit, resume)
-    except ValueError as exc:  # option combinations ScoreOptions refuses
-        raise InputError(str(exc)) from exc
+    summary = _score_with_progress(scorer, input, output, limit, resume)
     _print_score_summary(summary, output)
     card = scorer.predictor.card
     if not card.uses_images:
@@ -290,10 +290,9 @@ def train(
     from mmscore.scorer import build_fetcher
     from mmscore.training import LEXICAL_FEATURES, TrainOptions, train_model
 
-    if images is not None and not images.is_dir():
-        raise fail(f"{images}: --images must be a folder")
-    if photos is not None and not photos.is_dir():
-        raise fail(f"{photos}: --photos must be a folder")
+    _require_folder(images, "--images")
+    _require_folder(photos, "--photos")
+    _require_folder(image_root, "--image-root")
     try:
         options = TrainOptions(
             losses=tuple(loss) if loss else TrainOptions.losses,
@@ -306,8 +305,6 @@ def train(
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    if image_root is not None and not image_root.is_dir():
-        raise fail(f"{image_root}: --image-root must be a folder")
     # --images names files by id inside that folder; otherwise image_* paths are read under the data's folder.
     root = image_root or images or data.resolve().parent
     fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)

@@ -74,11 +74,9 @@ class RunSummary:
 
 @dataclass
 class PreparedChunk:
-    """One chunk ready for the model: texts, tokens, decoded images, masks, lexical features, per-row statuses."""
+    """One chunk ready for the model: tokens, decoded images, masks, lexical features, per-row statuses."""
 
     table: pa.Table
-    text_1: np.ndarray
-    text_2: np.ndarray
     images: list[np.ndarray]  # two (n, size, size, 3) uint8 arrays
     image_mask: np.ndarray  # (n, 2) float32, 1 where the image was decoded
     statuses: dict[str, list[str]]
@@ -122,13 +120,13 @@ def load_image(fetcher: ImageFetcher, ref: object, size: int, wait: bool = True)
 
 
 def load_images(refs: list, fetcher: ImageFetcher, pool: ThreadPoolExecutor, size: int) -> dict:
-    """``ref -> (pixels, status)`` for distinct references, fetched and decoded by ``pool``.
+    """``ref -> (pixels, status)`` for each distinct reference in ``refs``, fetched and decoded once by ``pool``.
 
     A reference whose host is busy (its name lookup in flight, or all its connections in use) goes to the
     back of the line instead of holding a worker, so a dead or slow host never stalls the others.
     """
     results: dict = {}
-    waiting = deque(refs)
+    waiting = deque(dict.fromkeys(refs))
     running: dict = {}
     while waiting or running:
         while waiting and len(running) < fetcher.pool_size:
@@ -169,8 +167,7 @@ def prepare_chunk(
     mask = np.zeros((n, 2), np.float32)
     refs = {c: table.column(c).to_pylist() if c in table.column_names else [None] * n for c in IMAGE_COLUMNS}
     # Each distinct reference is fetched and decoded once per chunk, however often it repeats.
-    distinct = list(dict.fromkeys(image_reference(r) for column in refs.values() for r in column))
-    loaded = load_images(distinct, fetcher, pool, size)
+    loaded = load_images([image_reference(r) for column in refs.values() for r in column], fetcher, pool, size)
     for side, column in enumerate(IMAGE_COLUMNS):
         results = [loaded[image_reference(r)] for r in refs[column]]
         pixels = np.zeros((n, size, size, 3), np.uint8)
@@ -185,7 +182,7 @@ def prepare_chunk(
     tokens = PairTokens.of(text_encoder, *as_text) if text_encoder is not None and n else None
     # Stable, so rows of equal length keep their input order.
     order = np.argsort(tokens.longest_per_row(), kind="stable") if tokens else length_order(*as_text)
-    return PreparedChunk(table, *as_text, images, mask, statuses, features, order, tokens)
+    return PreparedChunk(table, images, mask, statuses, features, order, tokens)
 
 
 def length_order(text_1: np.ndarray, text_2: np.ndarray) -> np.ndarray:
@@ -264,6 +261,12 @@ class ChunkScorer:
     def score_table(self, table: pa.Table, pool: ThreadPoolExecutor) -> pa.Table:
         return self.score(self.prepare(table, pool))
 
+    def score_stream(self, tables: Iterator[pa.Table], fetch_workers: int) -> Iterator[pa.Table]:
+        """Each table scored, in order, the next one prepared in the background while the current one is scored."""
+        with ThreadPoolExecutor(fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
+            for chunk in _prepared_ahead(tables, lambda table: self.prepare(table, pool)):
+                yield self.score(chunk)
+
 
 def _limited(chunks: Iterator[pa.Table], remaining: int | None) -> Iterator[pa.Table]:
     for table in chunks:
@@ -321,17 +324,15 @@ def score_pairs(
     summary = RunSummary(rows=writer.rows_done, resumed_rows=writer.rows_done, precision=predictor.precision)
     limit = None if options.limit is None else max(0, options.limit - writer.rows_done)
     scorer = ChunkScorer(predictor, fetcher, options.batch_size, options.length_batches)
-    with ThreadPoolExecutor(options.fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
-        tables = _limited(source.chunks(options.chunk_rows, skip=writer.rows_done), limit)
-        try:
-            for chunk in _prepared_ahead(tables, lambda table: scorer.prepare(table, pool)):
-                scored = scorer.score(chunk)
-                writer.write(scored)
-                _count(summary, scored)
-                if on_progress:
-                    on_progress(scored.num_rows, summary.image_statuses)
-        except ScoringError as exc:
-            raise ScoringError(f"{source.path}: {exc}") from exc.__cause__
+    tables = _limited(source.chunks(options.chunk_rows, skip=writer.rows_done), limit)
+    try:
+        for scored in scorer.score_stream(tables, options.fetch_workers):
+            writer.write(scored)
+            _count(summary, scored)
+            if on_progress:
+                on_progress(scored.num_rows, summary.image_statuses)
+    except ScoringError as exc:
+        raise ScoringError(f"{source.path}: {exc}") from exc.__cause__
     summary.seconds = time.perf_counter() - started
     writer.finish(_facts(summary, source, predictor, options, started_at), output_schema(source.schema))
     return summary

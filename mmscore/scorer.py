@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +22,13 @@ from mmscore.images.fetcher import FetchSettings, ImageFetcher
 from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import UrlPolicy
 from mmscore.io.pairs_reader import check_schema, open_pairs
-from mmscore.pipeline import ChunkScorer, RunSummary, ScoreOptions, _prepared_ahead, score_pairs
+from mmscore.pipeline import ChunkScorer, RunSummary, ScoreOptions, output_schema, score_pairs
+
+
+def check_output(output: Path) -> None:
+    """Raise :class:`InputError` unless ``output`` names a Parquet file (checked before any work starts)."""
+    if Path(output).suffix.lower() not in (".parquet", ".pq"):
+        raise InputError(f"{output}: output must be a .parquet file")
 
 
 def build_fetcher(
@@ -90,15 +95,10 @@ class Scorer:
         step = self.options.chunk_rows
         slices = (table.slice(lo, step) for lo in range(0, table.num_rows, step))
         try:
-            with ThreadPoolExecutor(self.options.fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
-                scored = [scorer.score(chunk) for chunk in _prepared_ahead(slices, lambda t: scorer.prepare(t, pool))]
+            scored = list(scorer.score_stream(slices, self.options.fetch_workers))
         finally:
             fetcher.close()
-        if not scored:
-            from mmscore.pipeline import output_schema
-
-            return output_schema(table.schema).empty_table()
-        return pa.concat_tables(scored)
+        return pa.concat_tables(scored) if scored else output_schema(table.schema).empty_table()
 
     def score_frame(self, frame):
         """A pandas DataFrame in, the same rows (same index) with the output columns appended out."""
@@ -126,8 +126,7 @@ class Scorer:
         image_statuses)`` is called after each written chunk.
         """
         output = Path(output)
-        if output.suffix.lower() not in (".parquet", ".pq"):
-            raise InputError(f"{output}: output must be a .parquet file")
+        check_output(output)
         source = open_pairs(input)
         root = self.image_root or (Path.cwd() if str(input) == "-" else Path(input).resolve().parent)
         fetcher = self._fetcher(root)

@@ -157,7 +157,7 @@ def embed_pairs(
     refs = {side: [image_reference(r) for r in image_refs(df, side, images_dir)] for side in (1, 2)}
     # Fetched and decoded by the scoring stage itself (same statuses, same pixels, busy hosts deferred).
     with ThreadPoolExecutor(fetcher.pool_size, thread_name_prefix="mmscore-fetch") as pool:
-        loaded = load_images(list(dict.fromkeys(refs[1] + refs[2])), fetcher, pool, image_encoder.image_size)
+        loaded = load_images(refs[1] + refs[2], fetcher, pool, image_encoder.image_size)
     for side in (1, 2):
         for row, ref in enumerate(refs[side]):
             decoded, status = loaded[ref]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmscore.errors import InputError
 from mmscore.images.decode import decode_image
 from mmscore.images.fetcher import FetchSettings, ImageFetcher
 from mmscore.images.image_cache import ImageCache
@@ -83,7 +84,7 @@ def load_photo_sets(folder: Path, image_encoder, cache_root: Path | None = None)
     probe = [pixels for i, (_key, pixels) in enumerate(photos) if i % PROBE_EVERY == 0]
     augmentation = [view for i, (_k, pixels) in enumerate(photos) if i % PROBE_EVERY for view in _views(pixels)]
     if len(probe) < 2 or len(augmentation) < 2:
-        raise ValueError(f"{folder}: need at least 5 decodable photos (2 held out as the probe)")
+        raise InputError(f"{folder}: need at least 5 decodable photos (2 held out as the probe)")
     cache = EmbeddingCache(f"{image_encoder.name}-{image_encoder.version}", cache_root)
 
     def embed(images: list[np.ndarray]) -> np.ndarray:

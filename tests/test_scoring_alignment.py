@@ -40,7 +40,7 @@ def test_length_order_sorts_by_the_longer_text_and_probabilities_come_back_in_in
     text_2 = np.array(["x", "y" * 30, "z", "w"], dtype=object)
     order = length_order(text_1, text_2)
     assert order.tolist() == [3, 2, 1, 0]
-    chunk = PreparedChunk(pa.table({"a": [1, 2, 3, 4]}), text_1, text_2, [], None, {}, None, order)
+    chunk = PreparedChunk(pa.table({"a": [1, 2, 3, 4]}), [], None, {}, None, order)
     probs_in_model_order = np.array([[3.0], [2.0], [1.0], [0.0]])  # row 3 was scored first, ...
     assert chunk.in_input_order(probs_in_model_order).ravel().tolist() == [0.0, 1.0, 2.0, 3.0]
 
