@@ -277,6 +277,22 @@ def train(
             "25% of training rows have their own.",
         ),
     ] = None,
+    text_encoder: Annotated[
+        str,
+        typer.Option(
+            "--text-encoder",
+            help="Text encoder: a registered name (minilm-l6-v2), a keras-hub preset name (bert_base_en_uncased; "
+            "needs the hub reachable) or a local preset folder (keras-hub or Hugging Face format).",
+        ),
+    ] = "minilm-l6-v2",
+    image_encoder: Annotated[
+        str,
+        typer.Option(
+            "--image-encoder",
+            help="Image encoder: a registered name (mobilenet-v2-imagenet), a keras-hub preset name "
+            "(resnet_50_imagenet) or a local preset folder.",
+        ),
+    ] = "mobilenet-v2-imagenet",
     image_cache: ImageCacheOpt = None,
     offline: OfflineOpt = False,
     allow_private_urls: PrivateOpt = False,
@@ -302,6 +318,8 @@ def train(
             fine_tune=fine_tune,
             fine_tune_epochs=fine_tune_epochs,
             pair_features=LEXICAL_FEATURES if pair_features else "",
+            text_encoder=text_encoder,
+            image_encoder=image_encoder,
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc

@@ -27,6 +27,10 @@ class InvalidModelError(MmscoreError, ValueError):
     """A model directory that mmscore cannot use (missing files, wrong labels, unknown encoder)."""
 
 
+class EncoderUnavailable(MmscoreError, ValueError):
+    """An encoder named by a spec (registered name, keras-hub preset, preset folder) cannot be found or loaded."""
+
+
 class ScoringError(MmscoreError, RuntimeError):
     """Scoring stopped for a reason that is not the input file's (a failing stage, the model step)."""
 

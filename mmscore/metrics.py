@@ -29,9 +29,16 @@ def class_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
+    """Unweighted mean of the per-class F1 (0 for a class never seen nor predicted).
 
-    return float(f1_score(y, pred, labels=range(len(LABELS)), average="macro", zero_division=0))
+    NumPy, not scikit-learn: offset tuning calls this thousands of times, and scikit-learn's input
+    validation made that 14 s of a 64 s training run.
+    """
+    k = len(LABELS)
+    confusion = np.bincount(np.asarray(y) * k + np.asarray(pred), minlength=k * k).reshape(k, k)
+    hits = np.diag(confusion).astype(np.float64)
+    denominator = confusion.sum(0) + confusion.sum(1)  # predicted + actual = 2 TP + FP + FN
+    return float(np.mean(np.divide(2 * hits, denominator, out=np.zeros(k), where=denominator > 0)))
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -70,6 +70,9 @@ class TrainOptions:
             raise ValueError(f"unknown pair features {self.pair_features!r}; known: {', '.join(KNOWN_PAIR_FEATURES)}")
 
 
+# Head steps are tiny: one graph call per step was mostly Python and dispatch overhead. Running many steps
+# per call trains on the same batches in the same order, about twice as fast on a 2-core CPU.
+STEPS_PER_EXECUTION = 32
 PAIR_ARRAYS = ("text_1", "text_2", "image_1", "image_2", "image_mask")
 
 
@@ -223,6 +226,7 @@ def fit_head(
         weight_decay=1e-4,
         epochs=epochs or options.epochs,
         batch_size=options.batch_size,
+        steps_per_execution=STEPS_PER_EXECUTION,
     )
     return head
 
@@ -259,7 +263,9 @@ class FineTuner:
         from mmscore.encoders.pair_tokens import PairTokens
 
         self.text_encoder = text_encoder
-        text_encoder.backbone.get_layer("pooled_dense").trainable = False  # unused: sentence vectors are mean-pooled
+        if getattr(text_encoder, "pooling", "mean") != "pooled":  # an unused pooler would only collect noise
+            for layer in text_encoder.backbone.layers:
+                layer.trainable = layer.trainable and layer.name != "pooled_dense"
         self.tokens = PairTokens.of(text_encoder, text_1, text_2)
         self.pretrained = text_encoder.backbone.get_weights()
 
@@ -528,6 +534,7 @@ def model_card(text, image, options, data: Path, emb, plan: PhotoPlan, chosen, p
         notes=f"images found: {int(emb.image_mask.sum())} of {2 * len(y)}",
         text_encoder_weights=TEXT_WEIGHTS_FILE if tuned else "",
         pair_features=options.pair_features,
+        encoders={"text": text.describe(), "image": image.describe()},
     )
 
 

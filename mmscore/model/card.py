@@ -36,19 +36,19 @@ class ModelCard:
     image_rows: int = 0  # training rows with at least one decoded image of their own
     uses_images: bool = True  # False: the head never saw images; scoring hides them (statuses still reported)
     photo_augmentation: dict = field(default_factory=dict)  # unrelated photos attached in training, if any
+    # per modality ("text", "image"): spec, backbone class, pooling, weights_sha256 of the encoder trained with
+    encoders: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        from mmscore.encoders.registry import IMAGE_ENCODERS, TEXT_ENCODERS
         from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
 
         if list(self.labels) != list(LABELS):
             raise InvalidModelError(f"model labels {self.labels} differ from the contract {list(LABELS)}")
         if len(self.decision_offsets) != len(LABELS):
             raise InvalidModelError("decision_offsets must have one value per label")
-        if self.text_encoder not in TEXT_ENCODERS:
-            raise InvalidModelError(f"unknown text encoder {self.text_encoder!r}")
-        if self.image_encoder not in IMAGE_ENCODERS:
-            raise InvalidModelError(f"unknown image encoder {self.image_encoder!r}")
+        for kind, spec in (("text", self.text_encoder), ("image", self.image_encoder)):
+            if not isinstance(spec, str) or not spec.strip():
+                raise InvalidModelError(f"the {kind} encoder must be a registered name or keras-hub preset")
         if self.text_encoder_weights not in ("", TEXT_WEIGHTS_FILE):
             raise InvalidModelError(f"text_encoder_weights must be {TEXT_WEIGHTS_FILE!r} or empty")
         if self.pair_features not in ("", *KNOWN_PAIR_FEATURES):
@@ -57,6 +57,15 @@ class ModelCard:
             raise InvalidModelError(f"temperature must be a positive number, not {self.temperature!r}")
         if not (8 <= self.sequence_length <= 512):
             raise InvalidModelError("sequence_length must be within 8..512")
+
+    def check_encoder(self, kind: str, encoder) -> None:
+        """Refuse an encoder whose weights differ from the ones this model was trained with (when recorded)."""
+        expected = self.encoders.get(kind, {}).get("weights_sha256")
+        if expected and encoder.weights_sha256 != expected:
+            raise InvalidModelError(
+                f"{kind} encoder {encoder.name!r} has other weights than the model was trained with "
+                f"(sha256 {encoder.weights_sha256[:12]}…, expected {expected[:12]}…)"
+            )
 
     def model_id(self) -> str:
         tuned = "-finetuned" if self.text_encoder_weights else ""

@@ -25,6 +25,8 @@ class EmbeddingCache:
 
     def __init__(self, encoder_id: str, root: Path | None = None):
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder_id)
+        if len(safe) > 100:  # a preset folder's long path: keep a readable start, stay unique by hash
+            safe = f"{safe[:60]}-{content_key(encoder_id)[:16]}"
         self.root = (Path(root) if root else user_cache_dir() / "embeddings") / safe
 
     def _path(self, key: str) -> Path:

@@ -92,8 +92,11 @@ class Predictor:
 
         card, dtype = self.card, encoder_dtype(self.precision)
         if not card.text_encoder_weights:
-            return registry.text_encoder(card.text_encoder, card.sequence_length, dtype)
+            encoder = registry.text_encoder(card.text_encoder, card.sequence_length, dtype)
+            card.check_encoder("text", encoder)
+            return encoder
         encoder = registry.build_text_encoder(card.text_encoder, card.sequence_length, dtype)  # not the shared one
+        card.check_encoder("text", encoder)  # the pretrained weights the tuned ones started from
         encoder.backbone.load_weights(self.directory / self.card.text_encoder_weights)
         return encoder
 
@@ -101,7 +104,9 @@ class Predictor:
     def image_encoder(self):
         from mmscore.encoders import registry
 
-        return registry.image_encoder(self.card.image_encoder)
+        encoder = registry.image_encoder(self.card.image_encoder)
+        self.card.check_encoder("image", encoder)
+        return encoder
 
     def predict_embeddings(self, text_1, text_2, image_1, image_2, image_mask, pair_features) -> np.ndarray:
         inputs = self._head_inputs(text_1, text_2, image_1, image_2, image_mask, pair_features)
