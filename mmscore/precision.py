@@ -1,9 +1,9 @@
-"""Which number format the text encoder runs in: float32, or bfloat16 where the hardware does it natively.
+"""Which number format the encoders run in: float32, or bfloat16 where the hardware does it natively.
 
-The text encoder is most of the scoring cost. CPUs with ``avx512_bf16`` or AMX, and GPUs of compute
+The encoders are nearly all of the scoring cost. CPUs with ``avx512_bf16`` or AMX, and GPUs of compute
 capability 8.0 or newer, multiply bfloat16 about twice as fast as float32; elsewhere bfloat16 is emulated
-and slower. Only the encoder's layers change (Keras ``mixed_bfloat16``: float32 weights, bfloat16 maths);
-pooling, the head, offsets and temperature stay float32.
+and slower. Only the encoders' layers change (Keras ``mixed_bfloat16``: float32 weights, bfloat16 maths);
+pooling, the head, offsets and temperature stay float32. Training always embeds in float32.
 """
 
 from __future__ import annotations

@@ -27,6 +27,24 @@ def test_folded_mobilenet_matches_the_unfolded_one_on_real_photos(image_encoder,
     assert (np.argmax(fast["logits"], 1) == np.argmax(plain["logits"], 1)).all()
 
 
+def test_bfloat16_mobilenet_keeps_features_and_classes_of_real_photos(image_encoder, shared_data):
+    """The folded MobileNetV2 under mixed bfloat16 (scoring at --precision bfloat16): features within cosine
+    0.99 of float32 and the same ImageNet class for nearly every real photo."""
+    from mmscore.encoders import registry
+
+    half = registry.image_encoder(image_encoder.name, encoder_dtype("bfloat16"))
+    assert half.model.get_layer("features.0.conv").dtype_policy.compute_dtype == "bfloat16"
+    assert half.weights_sha256 == image_encoder.weights_sha256  # same float32 weights, other arithmetic
+    photos = _real_photos(shared_data)
+    full, reduced = image_encoder.model(photos), half.model(photos)
+    assert reduced["features"].dtype == "float32"
+    a, b = np.asarray(full["features"]), np.asarray(reduced["features"])
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.99 and np.abs(a - b).max() > 1e-4, cosine.min()
+    same_class = np.argmax(full["logits"], 1) == np.argmax(reduced["logits"], 1)
+    assert same_class.mean() >= 0.9, same_class.mean()
+
+
 def test_bfloat16_text_encoder_keeps_the_meaning_of_real_tweets(text_encoder, shared_data):
     """Embeddings of real tweets under mixed bfloat16 stay within cosine 0.99 of float32 ones."""
     import pandas as pd

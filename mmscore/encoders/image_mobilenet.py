@@ -34,14 +34,17 @@ class MobileNetImageEncoder:
     dim = mobilenet_v2.FEATURE_DIM
     image_size = 224
 
-    def __init__(self, cache_dir: Path | None = None, *, pretrained: bool = True, fold: bool = True):
+    def __init__(
+        self, cache_dir: Path | None = None, *, pretrained: bool = True, fold: bool = True, dtype: str | None = None
+    ):
         self.model = mobilenet_v2.build_mobilenet_v2(self.image_size)
         self.version = metadata.version(PACKAGE)
         self.loaded_from = "random-init"
         if pretrained:
             self.loaded_from = self._load_weights(converted_weights_path(cache_dir))
+        # dtype: the convolutions' Keras policy (e.g. "mixed_bfloat16", only with fold); None keeps float32.
         if fold:  # same weights, BatchNorm merged into the convolutions: same features, faster
-            folded = mobilenet_v2.build_mobilenet_v2(self.image_size, folded=True)
+            folded = mobilenet_v2.build_mobilenet_v2(self.image_size, folded=True, dtype=dtype)
             mobilenet_v2.fold_batchnorm(folded, self.model)
             self.model = folded
 

@@ -131,12 +131,14 @@ class PresetTextEncoder:
 class PresetImageEncoder:
     """Global-average-pooled features of a keras-hub image backbone, pixels scaled by its preset's converter."""
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, dtype: str | None = None):
         import keras
         import keras_hub
 
         self.name = resolved_spec(spec)
-        self.backbone = _load("image", spec, "backbone", keras_hub.models.Backbone.from_preset)
+        options = {"dtype": dtype} if dtype else {}
+        backbone = keras_hub.models.Backbone
+        self.backbone = _load("image", spec, "backbone", lambda s: backbone.from_preset(s, **options))
         if isinstance(self.backbone.input, dict) or len(self.backbone.input.shape) != 4:
             kind = type(self.backbone).__name__
             raise EncoderUnavailable(f"image encoder {spec!r}: {kind} is not an image backbone")

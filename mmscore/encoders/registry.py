@@ -121,6 +121,8 @@ def text_encoder(name: str = DEFAULT_TEXT_ENCODER, sequence_length: int = 128, d
 
 
 @cache
-def image_encoder(name: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
-    """The image encoder ``name`` (a spec), built once per process."""
-    return IMAGE_ENCODERS[name]() if name in IMAGE_ENCODERS else _preset("image", name)
+def image_encoder(name: str = DEFAULT_IMAGE_ENCODER, dtype: str | None = None) -> ImageEncoder:
+    """The image encoder ``name`` (a spec), built once per process (per dtype, the Keras policy of its
+    convolutions; None: float32)."""
+    options = {"dtype": dtype} if dtype else {}
+    return IMAGE_ENCODERS[name](**options) if name in IMAGE_ENCODERS else _preset("image", name, **options)

@@ -103,8 +103,9 @@ class Predictor:
     @cached_property
     def image_encoder(self):
         from mmscore.encoders import registry
+        from mmscore.precision import encoder_dtype
 
-        encoder = registry.image_encoder(self.card.image_encoder)
+        encoder = registry.image_encoder(self.card.image_encoder, encoder_dtype(self.precision))
         self.card.check_encoder("image", encoder)
         return encoder
 

@@ -6,7 +6,7 @@ Rows are the real tweet texts of ``../shared/data/tweets`` (or, when absent, syn
 their length distribution, said so in the output). Two inputs: texts only, and with a real photo on both
 posts (``../shared/data/images/mediaeval2016``, or drawn photos when absent). Two configurations:
 
-- fast     : batches cut from rows sorted by token length, text encoder at ``--precision auto``,
+- fast     : batches cut from rows sorted by token length, both encoders at ``--precision auto``,
              MobileNetV2 with BatchNorm folded into its convolutions;
 - baseline : file-order batches, float32, unfolded MobileNetV2 (the configuration before these changes).
 
@@ -59,12 +59,15 @@ def photo_files(root: Path) -> tuple[Path, list[str], str]:
 def configure(predictor, fast: bool):
     """Switch ``predictor`` to the fast or the baseline configuration (text precision, image encoder)."""
     from mmscore.encoders.image_mobilenet import MobileNetImageEncoder
-    from mmscore.precision import resolve_precision
+    from mmscore.precision import encoder_dtype, resolve_precision
 
     predictor.precision = resolve_precision("auto") if fast else "float32"
     predictor.__dict__.pop("text_encoder", None)
     predictor.__dict__.pop("scoring_step", None)
-    predictor.__dict__["image_encoder"] = MobileNetImageEncoder(fold=fast)
+    dtype = encoder_dtype(predictor.precision)
+    predictor.__dict__["image_encoder"] = (
+        MobileNetImageEncoder(fold=True, dtype=dtype) if fast else MobileNetImageEncoder(fold=False)
+    )
     return predictor
 
 
@@ -117,7 +120,7 @@ def main(rows: int = 384) -> None:
     }
     predictor = Predictor.load()
     print(f"{len(text_1)} rows of {texts_from}; photos: {photos_from}; batch 32, chunk 256")
-    print(f"fast = length-sorted batches + text encoder {resolve_precision('auto')} + folded MobileNetV2")
+    print(f"fast = length-sorted batches + encoders in {resolve_precision('auto')} + folded MobileNetV2")
     print("baseline = file-order batches + float32 + unfolded MobileNetV2 (measured in this run)\n")
     print(f"model uses images: {predictor.card.uses_images}")
     print(f"{'input':12} {'config':9} {'e2e pairs/s':>12} {'step pairs/s':>13} {'e2e/step':>9}")
