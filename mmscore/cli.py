@@ -127,7 +127,13 @@ PrivateOpt = Annotated[
 @command
 def score(
     input: Annotated[
-        str, typer.Argument(metavar="INPUT", help="Pairs to label: .csv, .parquet, or - for CSV on stdin.")
+        str,
+        typer.Argument(
+            metavar="INPUT",
+            help="Pairs to label: a .csv/.parquet file, a folder or glob of them (read in sorted order as one "
+            "table), any of those as s3:// or gs:// URI (AWS_* variables give credentials and endpoint), or - for "
+            "CSV on stdin.",
+        ),
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the labelled Parquet file.")],
     model: Annotated[
@@ -144,10 +150,25 @@ def score(
     precision: Annotated[
         str,
         typer.Option(
-            help="Text encoder number format: auto (bfloat16 where the CPU has avx512_bf16/AMX or the GPU is "
+            help="Encoders' number format: auto (bfloat16 where the CPU has avx512_bf16/AMX or the GPU is "
             "Ampere or newer, else float32), float32, bfloat16. The head always runs in float32."
         ),
     ] = "auto",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (this process) or ray (a Ray cluster through Ray Data; Parquet input; needs "
+            "mmscore[ray]). Both write the same rows, order, values and schema."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="With --engine ray: the cluster to join (auto, ray://HOST:10001); default: a local Ray."),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --engine ray: model actors [default: one per node, or one per GPU]."),
+    ] = None,
 ) -> None:
     """Label every pair: stream the input, fetch and cache images, write one output row per input row.
 
@@ -161,6 +182,7 @@ def score(
     _require_folder(image_root, "--image-root")
     if input != "-":
         open_pairs(input)  # a wrong file or missing column stops here, before the model loads
+    engine_options = _engine_options(engine, address, actors)
     with console.status("loading model..."):
         scorer = Scorer(
             model,
@@ -172,7 +194,7 @@ def score(
             fetch_workers=fetch_workers,
             precision=precision,
         )
-    summary = _score_with_progress(scorer, input, output, limit, resume)
+    summary = _score_with_progress(scorer, input, output, limit, resume, engine_options)
     _print_score_summary(summary, output)
     card = scorer.predictor.card
     if not card.uses_images:
@@ -182,7 +204,22 @@ def score(
         )
 
 
-def _score_with_progress(scorer, input, output, limit, resume):
+def _engine_options(engine: str, address: str | None, actors: int | None) -> dict:
+    """``score_file``'s engine arguments; a one-line error for an unknown engine or a missing Ray."""
+    from mmscore.errors import InputError
+    from mmscore.scorer import ENGINES
+
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if engine == "local":
+        return {"engine": engine}
+    from mmscore.ray_engine import RayOptions, require_ray
+
+    require_ray()
+    return {"engine": engine, "ray_options": RayOptions(address=address, actors=actors)}
+
+
+def _score_with_progress(scorer, input, output, limit, resume, engine_options):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mmscore.pipeline import SEEN
@@ -214,7 +251,9 @@ def _score_with_progress(scorer, input, output, limit, resume):
         def on_start(total: int | None) -> None:
             progress.update(task, total=total)
 
-        return scorer.score_file(input, output, limit=limit, resume=resume, on_start=on_start, on_progress=on_progress)
+        return scorer.score_file(
+            input, output, limit=limit, resume=resume, on_start=on_start, on_progress=on_progress, **engine_options
+        )
 
 
 def _print_score_summary(summary, output: Path) -> None:

@@ -66,6 +66,16 @@ class RunSummary:
     seconds: float = 0.0
     precision: str = "float32"  # the text encoder's number format in this run
 
+    def counts(self) -> dict:
+        """The tallies as plain dicts (what a remote worker sends back)."""
+        return {"labels": dict(self.labels), "images": dict(self.image_statuses), "texts": dict(self.text_statuses)}
+
+    def add_counts(self, rows: int, counts: dict) -> None:
+        self.rows += rows
+        self.labels.update(counts["labels"])
+        self.image_statuses.update(counts["images"])
+        self.text_statuses.update(counts["texts"])
+
     @property
     def rows_per_second(self) -> float:
         scored = self.rows - self.resumed_rows
@@ -294,7 +304,9 @@ def run_key(source: PairsSource, predictor: Predictor, options: ScoreOptions) ->
     """What must match for ``--resume`` to continue an earlier run's parts."""
     path = Path(source.path)
     stat = path.stat() if path.is_file() else None
+    files = {} if stat or not source.files else {"input_files": [f.fingerprint() for f in source.files]}
     return {
+        **files,
         "input": str(path.resolve()) if stat else source.path,
         "input_size": stat.st_size if stat else None,
         "input_mtime_ns": stat.st_mtime_ns if stat else None,
@@ -328,17 +340,17 @@ def score_pairs(
     try:
         for scored in scorer.score_stream(tables, options.fetch_workers):
             writer.write(scored)
-            _count(summary, scored)
+            count_rows(summary, scored)
             if on_progress:
                 on_progress(scored.num_rows, summary.image_statuses)
     except ScoringError as exc:
         raise ScoringError(f"{source.path}: {exc}") from exc.__cause__
     summary.seconds = time.perf_counter() - started
-    writer.finish(_facts(summary, source, predictor, options, started_at), output_schema(source.schema))
+    writer.finish(run_facts(summary, source, predictor, options, started_at), output_schema(source.schema))
     return summary
 
 
-def _count(summary: RunSummary, scored: pa.Table) -> None:
+def count_rows(summary: RunSummary, scored: pa.Table) -> None:
     summary.rows += scored.num_rows
     summary.labels.update(scored.column("pred_label").to_pylist())
     for column in IMAGE_COLUMNS:
@@ -346,7 +358,7 @@ def _count(summary: RunSummary, scored: pa.Table) -> None:
     summary.text_statuses.update(scored.column("text_status").to_pylist())
 
 
-def _facts(
+def run_facts(
     summary: RunSummary, source: PairsSource, predictor: Predictor, options: ScoreOptions, started_at: str
 ) -> dict:
     return {

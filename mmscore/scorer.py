@@ -49,6 +49,19 @@ def build_fetcher(
     )
 
 
+ENGINES = ("local", "ray")
+
+
+def default_image_root(input: str | Path) -> Path:
+    """Where relative image paths are read from when no image root is given: the input file's folder, the
+    input folder itself, or the current folder (stdin, globs, object-store URIs)."""
+    spec = str(input)
+    if spec == "-" or "://" in spec or any(c in spec for c in "*?["):
+        return Path.cwd()
+    path = Path(spec).expanduser().resolve()
+    return path if path.is_dir() else path.parent
+
+
 class Scorer:
     """A loaded model and an image fetcher, reused for every call.
 
@@ -78,14 +91,14 @@ class Scorer:
             self.predictor = Predictor.load(model, precision)
         except ValueError as exc:  # an unknown precision
             raise InputError(str(exc)) from exc
+        self.model = None if model is None else str(Path(model).resolve())
         self.options = ScoreOptions(batch_size=batch_size, fetch_workers=fetch_workers)
-        self._fetcher_settings = dict(
-            image_cache=image_cache, offline=offline, allow_private_urls=allow_private_urls, workers=fetch_workers
-        )
+        self._image_options = dict(image_cache=image_cache, offline=offline, allow_private_urls=allow_private_urls)
         self.image_root = image_root
 
     def _fetcher(self, image_root: Path | None) -> ImageFetcher:
-        return build_fetcher(**self._fetcher_settings, image_root=image_root or self.image_root)
+        root = image_root or self.image_root
+        return build_fetcher(**self._image_options, workers=self.options.fetch_workers, image_root=root)
 
     def score_arrow(self, table: pa.Table) -> pa.Table:
         """``table`` (``text_1``, ``text_2`` [, ``image_1``, ``image_2``, anything else]) with the output columns."""
@@ -119,21 +132,33 @@ class Scorer:
         resume: bool = False,
         on_start: Callable[[int | None], None] | None = None,
         on_progress: Callable[[int, Counter], None] | None = None,
+        engine: str = "local",
+        ray_options=None,
     ) -> RunSummary:
-        """Stream ``input`` (.csv, .parquet, or "-" for CSV on stdin) into ``output`` (.parquet), resumable.
+        """Stream ``input`` into ``output`` (.parquet), resumable. ``input``: a .csv/.parquet file, a folder or
+        glob of them, any of those as an object-store URI, or "-" for CSV on stdin.
 
         ``on_start(rows)`` gets the number of rows to score (None when unknown, e.g. CSV); ``on_progress(rows,
-        image_statuses)`` is called after each written chunk.
+        image_statuses)`` is called after each written chunk. ``engine="ray"`` scores on a Ray cluster
+        (:mod:`mmscore.ray_engine`, ``ray_options`` a :class:`~mmscore.ray_engine.RayOptions`): same output.
         """
         output = Path(output)
         check_output(output)
+        if engine not in ENGINES:
+            raise InputError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
         source = open_pairs(input)
-        root = self.image_root or (Path.cwd() if str(input) == "-" else Path(input).resolve().parent)
-        fetcher = self._fetcher(root)
+        root = self.image_root or default_image_root(input)
         options = replace(self.options, limit=limit, resume=resume)
         if on_start:
             total = source.num_rows
             on_start(total if limit is None or total is None else min(limit, total))
+        if engine == "ray":
+            from mmscore.ray_engine import RayOptions, score_with_ray
+
+            settings = {"model": self.model, "fetcher": {**self._image_options, "image_root": root}}
+            ray_options = ray_options or RayOptions()
+            return score_with_ray(source, output, self.predictor, settings, options, ray_options, on_progress)
+        fetcher = self._fetcher(root)
         try:
             return score_pairs(source, output, self.predictor, fetcher, options, on_progress)
         finally:

@@ -459,10 +459,14 @@ def photo_plan(emb: PairEmbeddings, photos: Path | None, image_encoder, cache_ro
 
 
 def data_sha256(path: Path) -> str:
+    """Hash of the training data's bytes: its one file, or its files in reading order (folder, glob, URI)."""
+    from mmscore.io.pairs_reader import input_files
+
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    for f in input_files(path):
+        with f.open() as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 

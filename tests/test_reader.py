@@ -59,3 +59,53 @@ def test_bad_inputs_give_one_line_errors(tmp_path, name, content, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
         open_pairs(path)
     assert "\n" not in str(err.value)
+
+
+def _parquet_files(folder, sizes):
+    folder.mkdir(exist_ok=True)
+    start = 0
+    for i, size in enumerate(sizes):
+        ids = [f"{n:04d}" for n in range(start, start + size)]
+        pq.write_table(pa.table({"id": ids, "text_1": ids, "text_2": ids}), folder / f"f{i:02d}.parquet")
+        start += size
+
+
+@pytest.mark.parametrize("spec", ["{folder}", "{folder}/*.parquet", "{folder}/f0[0-3].parquet"])
+def test_a_folder_or_glob_is_one_table_in_name_order(tmp_path, spec):
+    """Files read in name order as one table; chunks run across file boundaries; footers give the count."""
+    _parquet_files(tmp_path / "in", [3, 0, 7, 1])
+    (tmp_path / "in" / "notes.txt").write_text("ignored")
+    source = open_pairs(spec.format(folder=tmp_path / "in"))
+    assert source.num_rows == 11 and len(source.files) == 4
+    chunks = list(source.chunks(4))
+    assert [c.num_rows for c in chunks] == [4, 4, 3]
+    assert [v for c in chunks for v in c.column("id").to_pylist()] == [f"{n:04d}" for n in range(11)]
+
+
+def test_a_folder_of_csv_files_keeps_row_notes(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("text_1,text_2\nx,y\n")
+    (tmp_path / "in" / "b.csv").write_text('text_1,text_2\n"broken,z\n')
+    table = pa.concat_tables(open_pairs(tmp_path / "in").chunks(10))
+    assert table.column("text_1").to_pylist()[0] == "x" and table.num_rows == 2
+    assert table.column(ROW_NOTE).to_pylist() == [None, "malformed_row"]
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({}, "no .csv or .parquet files in this folder"),
+        ({"a.csv": "text_1,text_2\nx,y\n", "b.parquet": None}, "mixes CSV and Parquet"),
+        ({"a.csv": "text_1,text_2\nx,y\n", "b.csv": "text_2,text_1\ny,x\n"}, "b.csv: columns text_2, text_1 differ"),
+    ],
+)
+def test_folders_that_cannot_be_one_table_stop_with_one_line(tmp_path, files, message):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, text in files.items():
+        if text is None:
+            pq.write_table(pa.table({"text_1": ["x"], "text_2": ["y"]}), folder / name)
+        else:
+            (folder / name).write_text(text)
+    with pytest.raises(InputError, match=message):
+        list(open_pairs(folder).chunks(10))

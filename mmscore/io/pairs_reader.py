@@ -1,12 +1,20 @@
-"""Read pairs from CSV or Parquet in fixed-size chunks, never the whole file at once."""
+"""Read pairs from CSV or Parquet in fixed-size chunks, never the whole file at once.
+
+An input is one file, a folder or a glob of files (read in sorted order as one table), or the same as an
+object-store URI (``s3://bucket/prefix/``, ``gs://…``) through ``pyarrow.fs``: credentials and endpoint
+come from the standard variables (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, …).
+"""
 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
+import itertools
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,6 +42,7 @@ class PairsSource:
     num_rows: int | None
     _batches: Iterator[pa.RecordBatch]
     batch_schema: pa.Schema | None = None
+    files: list[InputFile] = dataclass_field(default_factory=list)  # what was read, in order (none for stdin)
 
     def chunks(self, rows: int, skip: int = 0) -> Iterator[pa.Table]:
         """Tables of exactly ``rows`` rows (the last may be shorter), after skipping ``skip`` rows."""
@@ -74,16 +83,15 @@ def check_schema(name: str, schema: pa.Schema) -> None:
             raise InputError(f"{name}: column {column} holds {kind}, not text")
 
 
-def _open_parquet(path: Path) -> PairsSource:
+def _open_parquet(name: str, handle) -> tuple[pa.Schema, int, Iterator[pa.RecordBatch]]:
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(handle)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({first_line(exc)})") from exc
-    schema = pf.schema_arrow
-    check_schema(str(path), schema)
-    return PairsSource(str(path), schema, pf.metadata.num_rows, pf.iter_batches(batch_size=4096))
+        raise InputError(f"{name}: not a readable Parquet file ({first_line(exc)})") from exc
+    check_schema(name, pf.schema_arrow)
+    return pf.schema_arrow, pf.metadata.num_rows, pf.iter_batches(batch_size=4096)
 
 
 def _repaired(field: str) -> str | None:
@@ -161,20 +169,186 @@ def _open_csv(name: str, raw: io.BufferedReader) -> PairsSource:
     return PairsSource(name, schema, None, _csv_batches(reader, header, batch_schema, 4096), batch_schema)
 
 
+SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file of an input: where it is (a local path, or a path inside ``filesystem``), and what it is."""
+
+    name: str  # as shown to users: the local path or the URI
+    path: str  # path for ``filesystem``
+    filesystem: object  # a pyarrow.fs.FileSystem
+    size: int
+    mtime_ns: int | None
+
+    @property
+    def is_csv(self) -> bool:
+        return self.path.lower().endswith(".csv")
+
+    def open(self):
+        """A binary stream of the file (seekable: Parquet needs its footer)."""
+        try:
+            return self.filesystem.open_input_file(self.path)
+        except OSError as exc:
+            raise InputError(f"{self.name}: cannot open ({first_line(exc)})") from exc
+
+    def fingerprint(self) -> list:
+        return [self.name, self.size, self.mtime_ns]
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def input_files(spec: str | Path) -> list[InputFile]:
+    """The files of an input spec in reading order: a file, a folder, a glob, or any of them as a URI."""
+    import pyarrow.fs as pafs
+
+    spec = str(spec)
+    if "://" in spec:
+        # A pattern is not valid URI syntax: parse the folder part, then match the last part against it.
+        base, pattern = spec.rsplit("/", 1) if _is_glob(spec) else (spec, "")
+        try:
+            filesystem, path = pafs.FileSystem.from_uri(base)
+        except (pa.ArrowInvalid, OSError, ValueError) as exc:
+            raise InputError(f"{spec}: cannot open the storage ({first_line(exc)})") from exc
+        path = f"{path}/{pattern}" if pattern else path
+        scheme = spec.split("://", 1)[0] + "://"
+    else:
+        filesystem, path, scheme = pafs.LocalFileSystem(), str(Path(spec).expanduser().absolute()), ""
+    try:
+        infos = _matching(filesystem, path)
+    except OSError as exc:
+        raise InputError(f"{spec}: cannot list ({first_line(exc)})") from exc
+    named = [(info, scheme + info.path if scheme else info.path) for info in infos]
+    files = [
+        InputFile(name, info.path, filesystem, info.size or 0, info.mtime_ns)
+        for info, name in named
+        if info.type == pafs.FileType.File
+    ]
+    return _checked(spec, files)
+
+
+def _matching(filesystem, path: str) -> list:
+    """File infos for ``path``: the file itself, a folder's files, or a glob's matches (sorted)."""
+    import pyarrow.fs as pafs
+
+    if _is_glob(path):
+        parent, pattern = path.rsplit("/", 1) if "/" in path else ("", path)
+        if _is_glob(parent):  # keep listings bounded: only the last component may be a pattern
+            raise InputError(f"{path}: only the last part of a path may hold * ? [ ]")
+        listed = filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+        return sorted((i for i in listed if fnmatch.fnmatchcase(i.base_name, pattern)), key=lambda i: i.path)
+    (info,) = filesystem.get_file_info([path])
+    if info.type == pafs.FileType.Directory:
+        listed = filesystem.get_file_info(pafs.FileSelector(path))
+        return sorted((i for i in listed if i.base_name.lower().endswith(SUFFIXES)), key=lambda i: i.path)
+    return [info] if info.type == pafs.FileType.File else []
+
+
+def _checked(spec: str, files: list[InputFile]) -> list[InputFile]:
+    if not files:
+        if _is_glob(spec):
+            raise InputError(f"{spec}: no file matches")
+        if "://" not in spec and Path(spec).expanduser().is_dir():
+            raise InputError(f"{spec}: no .csv or .parquet files in this folder")
+        raise InputError(f"{spec}: no such file")
+    for f in files:
+        suffix = Path(f.path).suffix.lower()
+        if suffix not in SUFFIXES:
+            raise InputError(f"{f.name}: unknown file type {suffix or '(none)'!r}; expected .csv or .parquet")
+    if len({f.is_csv for f in files}) > 1:
+        raise InputError(f"{spec}: mixes CSV and Parquet files; use one kind")
+    return files
+
+
+def _open_one(f: InputFile) -> PairsSource:
+    handle = f.open()
+    if f.is_csv:
+        source = _open_csv(f.name, io.BufferedReader(handle, _READ_BUFFER))
+    else:
+        schema, rows, batches = _open_parquet(f.name, handle)
+        source = PairsSource(f.name, schema, rows, batches)
+    source.files = [f]
+    return source
+
+
+def _same_columns(first: PairsSource, other: PairsSource) -> Iterator[pa.RecordBatch]:
+    """``other``'s batches in ``first``'s schema, or :class:`InputError` naming the file that differs."""
+    if other.schema.names != first.schema.names:
+        raise InputError(
+            f"{other.path}: columns {', '.join(other.schema.names)} differ from {first.path}'s "
+            f"({', '.join(first.schema.names)})"
+        )
+    target = first.batch_schema or first.schema
+    for batch in other._batches:
+        try:
+            yield batch.cast(target) if batch.schema != target else batch
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise InputError(f"{other.path}: column types differ from {first.path}'s ({first_line(exc)})") from exc
+
+
+def _open_many(spec: str, files: list[InputFile]) -> PairsSource:
+    """Several files as one table: the first file sets the columns; the others are opened when reached."""
+    first = _open_one(files[0])
+
+    def rest() -> Iterator[pa.RecordBatch]:
+        for f in files[1:]:
+            yield from _same_columns(first, _open_one(f))
+
+    rows = None
+    if not first.batch_schema:  # Parquet: every file's footer says how many rows it has
+        rows = first.num_rows + sum(parquet_rows(f) for f in files[1:])
+    batches = itertools.chain(first._batches, rest())
+    return PairsSource(spec, first.schema, rows, batches, first.batch_schema, files)
+
+
+def parquet_rows(f: InputFile) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        with f.open() as handle:
+            return pq.ParquetFile(handle).metadata.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{f.name}: not a readable Parquet file ({first_line(exc)})") from exc
+
+
 def open_pairs(path: str | Path) -> PairsSource:
-    """Open ``.csv``, ``.parquet`` (``.pq``) or ``-`` (CSV on stdin); raise :class:`InputError` when unusable."""
+    """Open ``.csv``/``.parquet`` (``.pq``) files — one, a folder, a glob or a URI of them — or ``-`` (CSV on
+    stdin); raise :class:`InputError` when unusable."""
     if str(path) == "-":
         return _open_csv("<stdin>", io.BufferedReader(sys.stdin.buffer, _READ_BUFFER))
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise InputError(f"{path}: unknown file type {suffix or '(none)'!r}; expected .csv or .parquet")
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    if suffix == ".csv":
-        try:
-            raw = io.BufferedReader(io.FileIO(path, "r"), _READ_BUFFER)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot open ({exc.strerror})") from exc
-        return _open_csv(str(path), raw)
-    return _open_parquet(path)
+    spec = str(path)
+    if "://" not in spec and not _is_glob(spec):
+        suffix = Path(spec).suffix.lower()
+        if not Path(spec).is_dir() and suffix not in SUFFIXES:
+            raise InputError(f"{spec}: unknown file type {suffix or '(none)'!r}; expected .csv or .parquet")
+    files = input_files(spec)
+    if len(files) == 1 and files[0].name == str(Path(spec).expanduser().absolute()):
+        source = _open_one(files[0])
+        source.path = spec  # a single local file keeps the name the user gave
+        return source
+    return _open_many(spec, files)
+
+
+def read_row_range(files: list[tuple[InputFile, int]], start: int, rows: int, schema: pa.Schema) -> pa.Table:
+    """Rows ``[start, start + rows)`` of Parquet ``files`` (each with its row count) read as one table in
+    ``schema``; only the row groups that hold them are read."""
+    import pyarrow.parquet as pq
+
+    pieces, offset, end = [], 0, start + rows
+    for f, count in files:
+        lo, hi = max(start, offset) - offset, min(end, offset + count) - offset
+        offset += count
+        if lo >= hi:
+            continue
+        with f.open() as handle:
+            pf = pq.ParquetFile(handle)
+            bounds = list(itertools.accumulate(pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)))
+            first = next(g for g, upto in enumerate(bounds) if upto > lo)
+            last = next(g for g, upto in enumerate(bounds) if upto >= hi)
+            groups = pf.read_row_groups(list(range(first, last + 1)))
+            group_start = bounds[first - 1] if first else 0
+            pieces.append(groups.slice(lo - group_start, hi - lo).cast(schema))
+    return pa.concat_tables(pieces).combine_chunks() if pieces else schema.empty_table()

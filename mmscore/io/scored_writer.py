@@ -70,27 +70,32 @@ class ScoredWriter:
                 "run again without --resume"
             )
         for path in sorted(self.parts.glob("part-*.parquet")):
-            if path.name != self._part_name(self.part_count):
+            if path.name != self.part_name(self.part_count):
                 break  # only a contiguous run of parts counts
             self.rows_done += pq.ParquetFile(path).metadata.num_rows
             self.part_count += 1
 
     @staticmethod
-    def _part_name(index: int) -> str:
+    def part_name(index: int) -> str:
         return f"part-{index:06d}.parquet"
 
-    def write(self, table: pa.Table) -> None:
-        def publish():
-            with atomic_path(self.parts / self._part_name(self.part_count)) as tmp:
-                pq.write_table(table, tmp)
+    def part_path(self, index: int) -> Path:
+        return self.parts / self.part_name(index)
 
-        self._guard(publish)
+    def finished_parts(self) -> set[int]:
+        """Indices of the parts on disk; each is whole (written to a hidden temp file, then renamed)."""
+        return {int(path.stem.split("-", 1)[1]) for path in self.parts.glob("part-*.parquet")}
+
+    def write(self, table: pa.Table) -> None:
+        self._guard(lambda: write_part(self.part_path(self.part_count), table))
         self.rows_done += table.num_rows
         self.part_count += 1
 
-    def finish(self, facts: dict, empty_schema: pa.Schema) -> None:
-        """Concatenate the parts into OUTPUT (atomically) with ``facts`` as metadata; drop the parts."""
-        part_paths = [self.parts / self._part_name(i) for i in range(self.part_count)]
+    def finish(self, facts: dict, empty_schema: pa.Schema, part_count: int | None = None) -> None:
+        """Concatenate parts ``0 .. part_count - 1`` (default: those this writer wrote or adopted) into OUTPUT,
+        atomically, with ``facts`` as metadata; drop the parts."""
+        count = self.part_count if part_count is None else part_count
+        part_paths = [self.part_path(i) for i in range(count)]
         schema = pq.read_schema(part_paths[0]) if part_paths else empty_schema
         schema = schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: json.dumps(facts).encode()})
 
@@ -107,6 +112,12 @@ class ScoredWriter:
         for path in reversed(part_paths):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.parts, ignore_errors=True)
+
+
+def write_part(path: Path, table: pa.Table) -> None:
+    """One part, whole or not at all: a retried or duplicated writer of the same part just replaces it."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_run_facts(path: Path) -> dict:

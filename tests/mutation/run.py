@@ -40,6 +40,7 @@ def m(name: str, file: str, tests: str, *patches: tuple[str, str]) -> Mutant:
 
 CAL, ALIGN, HOSTILE = "tests/test_calibration.py", "tests/test_scoring_alignment.py", "tests/test_hostile_cells.py"
 FAST, API = "tests/test_fast_encoders.py", "tests/test_python_api.py"
+PRESET, RAY = "tests/test_preset_encoders.py", "tests/test_ray_engine.py"
 MUTANTS = [
     # the five that passed the suite before (issue 19)
     m("offsets not applied", "mmscore/model/predictor.py", CAL,
@@ -118,6 +119,23 @@ MUTANTS = [
       ("        out.index = frame.index\n", "")),
     m("CLI catches only some error kinds", "mmscore/cli.py", API + "::test_every_user_error_is_a_one_line_message_with_exit_code_2",
       ("        except MmscoreError as exc:", "        except ValueError as exc:")),
+    # preset encoders, the NumPy macro-F1, folder inputs and the Ray engine
+    m("macro-F1 averages over seen classes only", "mmscore/metrics.py", CAL + "::test_macro_f1_equals_scikit_learn",
+      ("return float(np.mean(np.divide(2 * hits, denominator, out=np.zeros(k), where=denominator > 0)))",
+       "return float(np.mean((2 * hits / denominator)[denominator > 0]))")),
+    m("card's encoder weights not checked", "mmscore/model/card.py", PRESET + "::test_weights_other_than_the_cards_are_refused",
+      ("        if expected and encoder.weights_sha256 != expected:", "        if False:")),
+    m("preset cache ignores the weights", "mmscore/encoders/keras_hub_preset.py", PRESET + "::test_embedding_cache_never_reuses_vectors_of_other_weights",
+      ("        return self.weights_sha256[:16]\n\n    def tokenize", "        return type(self.backbone).__name__\n\n    def tokenize")),
+    m("BERT pooler ignored", "mmscore/encoders/keras_hub_preset.py", PRESET + "::test_model_on_preset_folders_scores_from_its_card_alone",
+      ('return "pooled" if isinstance(backbone.output, dict)', 'return "mean" if isinstance(backbone.output, dict)')),
+    m("folder files in listing order", "mmscore/io/pairs_reader.py", RAY + "::test_folder_input_is_one_table_in_sorted_order",
+      ("return sorted((i for i in listed if i.base_name.lower().endswith(SUFFIXES)), key=lambda i: i.path)",
+       "return sorted((i for i in listed if i.base_name.lower().endswith(SUFFIXES)), key=lambda i: -i.size)")),
+    m("shard reads one row group too few", "mmscore/io/pairs_reader.py", RAY + "::test_ray_equals_local_bit_for_bit_on_many_uneven_files",
+      ("last = next(g for g, upto in enumerate(bounds) if upto >= hi)", "last = next(g for g, upto in enumerate(bounds) if upto > lo)")),
+    m("resume rescores finished shards", "mmscore/ray_engine.py", RAY + "::test_killed_driver_then_resume_is_exact",
+      ("    done = writer.finished_parts() & {s.index for s in shards}", "    done = set()")),
 ]  # fmt: skip
 
 

@@ -1,0 +1,226 @@
+"""``mmscore score --engine ray``: the local engine's per-chunk scorer on a Ray cluster, through Ray Data.
+
+The driver plans **shards** — global row ranges, each a whole number of chunks — from the Parquet footers,
+skips shards whose part already exists (``--resume``), and lets Ray Data stream the rest to a pool of actors.
+Each actor loads the model once; per shard it reads exactly its rows (only the row groups that hold them),
+scores them chunk by chunk with :class:`mmscore.pipeline.ChunkScorer` — the same chunks, the same code as the
+local engine, hence the same bytes — and writes its own fixed-name part through a temp file and a rename.
+The driver then assembles the parts in shard order into OUTPUT. Ray is trusted with neither order nor
+writing: it may run a shard twice (a retried task, a restarted actor); the second run replaces the same part.
+
+The parts folder (``OUTPUT.parts``) must be visible to every node: on a multi-node cluster, OUTPUT lives on
+shared storage (NFS, a mounted volume).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from mmscore.errors import InputError, ScoringError
+from mmscore.io.pairs_reader import InputFile, PairsSource, parquet_rows, read_row_range
+from mmscore.io.scored_writer import ScoredWriter, write_part
+from mmscore.pipeline import RunSummary, ScoreOptions, count_rows, output_schema, run_facts, run_key
+
+RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'mmscore[ray]'"
+SHARD_CHUNKS = 4  # chunks per shard: big enough to amortise reading, small enough to balance and retry
+ACTOR_CPU_SHARE = 0.9  # of a node's CPUs: an actor pool that asks for all of them never starts
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    start: int  # global row offset in the input read as one table
+    rows: int
+
+
+def plan_shards(total_rows: int, shard_rows: int) -> list[Shard]:
+    """Consecutive row ranges of ``shard_rows`` rows (the last may be shorter) covering ``total_rows``."""
+    return [
+        Shard(i, start, min(shard_rows, total_rows - start)) for i, start in enumerate(range(0, total_rows, shard_rows))
+    ]
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything an actor needs, picklable: where the rows are, how to score them, where the part goes."""
+
+    files: list[tuple[InputFile, int]]  # Parquet files in reading order, each with its row count
+    input_schema: pa.Schema
+    parts: str  # the parts folder
+    model: str | None
+    precision: str
+    batch_size: int
+    fetch_workers: int
+    fetcher: dict  # Scorer's image options: image_cache, image_root, offline, allow_private_urls
+
+
+class ShardScorer:
+    """A Ray Data actor: loads the model once, then scores shards into their parts."""
+
+    def __init__(self, job: ShardJob):
+        _set_tensorflow_threads()
+        from mmscore.scorer import Scorer
+
+        self.job = job
+        self.scorer = Scorer(
+            job.model,
+            batch_size=job.batch_size,
+            fetch_workers=job.fetch_workers,
+            precision=job.precision,
+            **job.fetcher,
+        )
+        self.schema = output_schema(job.input_schema)
+
+    def __call__(self, batch: dict) -> dict:
+        done: dict[str, list] = {"index": [], "counts": []}
+        for index, start, rows in zip(batch["index"], batch["start"], batch["rows"], strict=True):
+            table = read_row_range(self.job.files, int(start), int(rows), self.job.input_schema)
+            scored = self.scorer.score_arrow(table).cast(self.schema)  # chunks aligned with the local engine's
+            write_part(Path(self.job.parts) / ScoredWriter.part_name(int(index)), scored)
+            summary = RunSummary()
+            count_rows(summary, scored)
+            done["index"].append(int(index))
+            done["counts"].append(json.dumps(summary.counts()))
+        return done
+
+
+def _set_tensorflow_threads() -> None:
+    """Inside an actor: the local engine's intra-op thread count on this machine, one inter-op thread.
+
+    Matrix products split their sums by thread, so another count would change the last bits of some
+    probabilities: the same count as a local run on this node is what makes the output bit-identical. One
+    inter-op pool thread instead of one per core: the scoring step is a single chain of large ops.
+    """
+    from mmscore.tensorflow_runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(len(os.sched_getaffinity(0)))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised in this process (an actor reused by Ray): keep what it has
+        pass
+
+
+def require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise ScoringError(RAY_MISSING) from exc
+    return ray
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None  # an existing cluster ("auto", "ray://host:10001"); None starts a local Ray
+    actors: int | None = None  # default: one per node (per GPU where there are GPUs)
+    shard_chunks: int = SHARD_CHUNKS
+
+
+def connect(ray, address: str | None) -> None:
+    """Join ``address``, or start a local Ray bound to loopback only, without its dashboard."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}  # mmscore reports progress itself
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        # "local": a new Ray on this machine, never one found lying around; bound to loopback only
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, **quiet)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def actor_resources(ray, requested: int | None) -> tuple[int, dict]:
+    """``(actors, Ray resources per actor)`` that this cluster can start: one actor per node by default (one
+    per GPU where there are GPUs), each asking for 90 % of a node's CPUs; more actors per node share them."""
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
+    if not nodes:
+        raise ScoringError("the Ray cluster has no node with CPUs")
+    gpus = int(sum(n["Resources"].get("GPU", 0) for n in nodes))
+    node_cpus = min(n["Resources"]["CPU"] for n in nodes)
+    if gpus:
+        return min(requested or gpus, gpus), {"num_gpus": 1, "num_cpus": min(1.0, node_cpus / 2)}
+    actors = requested or len(nodes)
+    per_node = math.ceil(actors / len(nodes))
+    return actors, {"num_cpus": max(0.01, math.floor(100 * ACTOR_CPU_SHARE * node_cpus / per_node) / 100)}
+
+
+def parquet_layout(source: PairsSource) -> list[tuple[InputFile, int]]:
+    if not source.files or any(f.is_csv for f in source.files):
+        raise InputError(
+            f"{source.path}: --engine ray reads Parquet (it plans shards from the files' footers); "
+            "convert the CSV to Parquet or use the local engine"
+        )
+    return [(f, parquet_rows(f)) for f in source.files]
+
+
+def score_with_ray(
+    source: PairsSource,
+    output: Path,
+    predictor,
+    job_settings: dict,
+    options: ScoreOptions,
+    ray_options: RayOptions = RayOptions(),
+    on_progress: Callable[[int, Counter], None] | None = None,
+) -> RunSummary:
+    """Score ``source`` into ``output`` on Ray; same rows, order, values and schema as the local engine."""
+    ray = require_ray()
+    started, started_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")
+    files = parquet_layout(source)
+    total = sum(rows for _f, rows in files)
+    total = total if options.limit is None else min(total, options.limit)
+    shard_rows = options.chunk_rows * ray_options.shard_chunks
+    key = {**run_key(source, predictor, options), "engine": "ray", "shard_rows": shard_rows}
+    writer = ScoredWriter(output, key, resume=options.resume)
+    shards = plan_shards(total, shard_rows)
+    done = writer.finished_parts() & {s.index for s in shards}
+    pending = [s for s in shards if s.index not in done]
+    summary = RunSummary(precision=predictor.precision)
+    summary.rows = summary.resumed_rows = sum(s.rows for s in shards if s.index in done)
+    if pending:
+        connect(ray, ray_options.address)
+        actors, resources = actor_resources(ray, ray_options.actors)
+        job = ShardJob(
+            files, source.schema, str(writer.parts), job_settings.get("model"), predictor.precision,
+            options.batch_size, options.fetch_workers, job_settings["fetcher"],
+        )  # fmt: skip
+        rows_of = {s.index: s.rows for s in pending}
+        for finished in _run_shards(ray, pending, job, actors, resources):
+            rows = rows_of[finished["index"]]
+            summary.add_counts(rows, json.loads(finished["counts"]))
+            if on_progress:
+                on_progress(rows, summary.image_statuses)
+    summary.seconds = time.perf_counter() - started
+    facts = {**run_facts(summary, source, predictor, options, started_at), "engine": "ray", "shards": len(shards)}
+    writer.finish(facts, output_schema(source.schema), part_count=len(shards))
+    return summary
+
+
+def _run_shards(ray, pending: list[Shard], job: ShardJob, actors: int, resources: dict):
+    """Yield each shard's result row as its part is written (in completion order)."""
+    from ray.data import ActorPoolStrategy, DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    items = [{"index": s.index, "start": s.start, "rows": s.rows} for s in pending]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        ShardScorer,
+        fn_constructor_args=(job,),
+        batch_size=1,
+        compute=ActorPoolStrategy(size=min(actors, len(items))),
+        **resources,
+    )
+    yield from dataset.iter_rows()
