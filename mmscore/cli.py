@@ -107,7 +107,7 @@ def _counts_table(title: str, counts: dict, total: int) -> Table:
 
 
 ImageCacheOpt = Annotated[
-    Path | None, typer.Option("--image-cache", help="Image cache directory [default: ~/.cache/mmscore/images].")
+    Path | None, typer.Option("--image-cache", help="Image cache directory \\[default: ~/.cache/mmscore/images].")
 ]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use only cached or local images; fetch nothing.")]
 ImageRootOpt = Annotated[
@@ -137,7 +137,7 @@ def score(
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the labelled Parquet file.")],
     model: Annotated[
-        Path | None, typer.Option(help="Model directory [default: the model shipped with mmscore].")
+        Path | None, typer.Option(help="Model directory \\[default: the model shipped with mmscore].")
     ] = None,
     image_cache: ImageCacheOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per model batch.")] = 32,
@@ -167,7 +167,7 @@ def score(
     ] = None,
     actors: Annotated[
         int | None,
-        typer.Option(min=1, help="With --engine ray: model actors [default: one per node, or one per GPU]."),
+        typer.Option(min=1, help="With --engine ray: model actors \\[default: one per node, or one per GPU]."),
     ] = None,
 ) -> None:
     """Label every pair: stream the input, fetch and cache images, write one output row per input row.
@@ -289,7 +289,7 @@ def train(
         list[str] | None,
         typer.Option(
             help="Loss to train with; repeat to compare several by CV macro-F1 (cross_entropy, class_weighted, "
-            "focal) [default: focal]."
+            "focal) \\[default: focal]."
         ),
     ] = None,
     fine_tune: Annotated[

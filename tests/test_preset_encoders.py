@@ -149,14 +149,28 @@ def test_model_on_preset_folders_scores_from_its_card_alone(family, presets, rea
 
 
 def test_embedding_cache_never_reuses_vectors_of_other_weights(presets, real_rows, tmp_path):
-    """Same data, same cache root: a second run with the same preset encodes nothing, one with other weights
-    of the same architecture encodes every text again."""
-    cache = tmp_path / "emb"
-    first = _train(real_rows, tmp_path / "a", presets["bert"], presets["vgg"], cache, None)
-    again = _train(real_rows, tmp_path / "b", presets["bert"], presets["vgg"], cache, None)
-    other = _train(real_rows, tmp_path / "c", presets["bert_other"], presets["vgg"], cache, None)
+    """Same data, same cache root, same preset folder: a second run encodes nothing; after the folder's
+    weights are replaced (same architecture, same path), every text is encoded again."""
+    import shutil
+
+    folder, cache = tmp_path / "bert", tmp_path / "emb"
+    shutil.copytree(presets["bert"], folder)
+    first = _train(real_rows, tmp_path / "a", str(folder), presets["vgg"], cache, None)
+    again = _train(real_rows, tmp_path / "b", str(folder), presets["vgg"], cache, None)
+    shutil.rmtree(folder)
+    shutil.copytree(presets["bert_other"], folder)
+    registry_cache_clear()
+    other = _train(real_rows, tmp_path / "c", str(folder), presets["vgg"], cache, None)
     assert first.encoded["text"] == 2 * 60 and again.encoded["text"] == 0
     assert other.encoded["text"] == 2 * 60
+
+
+def registry_cache_clear():
+    """Forget encoders built in this process (the registry builds each spec once per process)."""
+    from mmscore.encoders import registry
+
+    registry.text_encoder.cache_clear()
+    registry.image_encoder.cache_clear()
 
 
 def test_sentence_transformers_folder_gets_mean_pooling_and_the_registered_vectors(shared_data):
