@@ -157,6 +157,14 @@ def load_images(refs: list, fetcher: ImageFetcher, pool: ThreadPoolExecutor, siz
     return results
 
 
+def chunk_image_refs(table: pa.Table) -> list:
+    """Every image reference of a chunk (both image columns, in order; repeats, empty cells and absent columns
+    included: an absent column is a column of empty cells)."""
+    n = table.num_rows
+    columns = [table.column(c).to_pylist() if c in table.column_names else [None] * n for c in IMAGE_COLUMNS]
+    return [image_reference(r) for column in columns for r in column]
+
+
 def prepare_chunk(
     table: pa.Table,
     fetcher: ImageFetcher,
@@ -164,9 +172,11 @@ def prepare_chunk(
     size: int,
     pair_features: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     text_encoder=None,
+    loaded: dict | None = None,
 ) -> PreparedChunk:
     """Texts, decoded images, masks, per-row statuses, and (given ``pair_features`` / ``text_encoder``) lexical
-    features and tokens, for one chunk. With tokens, rows are ordered by token count; otherwise by characters."""
+    features and tokens, for one chunk. With tokens, rows are ordered by token count; otherwise by characters.
+    ``loaded``: the chunk's images already fetched and decoded (:func:`load_images` of :func:`chunk_image_refs`)."""
     n = table.num_rows
     notes = [None] * n
     if ROW_NOTE in table.column_names:  # the reader's verdict on the row (malformed, repaired) comes first
@@ -176,8 +186,8 @@ def prepare_chunk(
     images, statuses = [], {"text_status": text_status}
     mask = np.zeros((n, 2), np.float32)
     refs = {c: table.column(c).to_pylist() if c in table.column_names else [None] * n for c in IMAGE_COLUMNS}
-    # Each distinct reference is fetched and decoded once per chunk, however often it repeats.
-    loaded = load_images([image_reference(r) for column in refs.values() for r in column], fetcher, pool, size)
+    if loaded is None:  # each distinct reference is fetched and decoded once per chunk, however often it repeats
+        loaded = load_images(chunk_image_refs(table), fetcher, pool, size)
     for side, column in enumerate(IMAGE_COLUMNS):
         results = [loaded[image_reference(r)] for r in refs[column]]
         pixels = np.zeros((n, size, size, 3), np.uint8)
@@ -241,11 +251,14 @@ class ChunkScorer:
         self.batch_size = batch_size
         self.length_batches = length_batches
 
-    def prepare(self, table: pa.Table, pool: ThreadPoolExecutor) -> PreparedChunk:
+    def prepare(self, table: pa.Table, pool: ThreadPoolExecutor | None, loaded: dict | None = None) -> PreparedChunk:
+        """``loaded``: the chunk's images when another stage fetched and decoded them (then no fetching here)."""
         predictor = self.predictor
         size = predictor.image_encoder.image_size
         try:
-            chunk = prepare_chunk(table, self.fetcher, pool, size, predictor.pair_features, predictor.text_encoder)
+            chunk = prepare_chunk(
+                table, self.fetcher, pool, size, predictor.pair_features, predictor.text_encoder, loaded
+            )
         except MmscoreError:
             raise
         except Exception as exc:  # not the input file's fault: say what failed

@@ -1,9 +1,11 @@
 """``mmscore score --engine ray``: the local engine's per-chunk scorer on a Ray cluster, through Ray Data.
 
 The driver plans **shards** — global row ranges, each a whole number of chunks — from the Parquet footers,
-skips shards whose part already exists (``--resume``), and lets Ray Data stream the rest to a pool of actors.
-Each actor loads the model once; per shard it reads exactly its rows (only the row groups that hold them),
-scores them chunk by chunk with :class:`mmscore.pipeline.ChunkScorer` — the same chunks, the same code as the
+skips shards whose part already exists (``--resume``), and lets Ray Data stream the rest through two
+stages, sized apart: CPU tasks (:func:`fetch_shards`, no TensorFlow) read exactly a shard's rows (only the
+row groups that hold them) and fetch and decode its images chunk by chunk; a pool of model actors
+(:class:`ShardScorer`, ``num_gpus=1`` where there are GPUs) loads the model once and scores each fetched
+shard chunk by chunk with :class:`mmscore.pipeline.ChunkScorer` — the same chunks, the same code as the
 local engine, hence the same bytes — and writes its own fixed-name part through a temp file and a rename.
 The driver then assembles the parts in shard order into OUTPUT. Ray is trusted with neither order nor
 writing: it may run a shard twice (a retried task, a restarted actor); the second run replaces the same part.
@@ -63,30 +65,68 @@ class ShardJob:
     batch_size: int
     fetch_workers: int
     fetcher: dict  # Scorer's image options: image_cache, image_root, offline, allow_private_urls
+    chunk_rows: int
+    image_size: int  # pixels the model's image encoder takes (from the card)
+
+
+FETCH_TASK_CPUS = 0.1  # fetching waits on the network; decoding is a small share of a core per shard
+
+
+def fetch_shards(batch: dict, job: ShardJob) -> dict:
+    """Stage one (CPU tasks, no TensorFlow): each shard's rows, and its images fetched and decoded chunk by
+    chunk — the same chunks, the same fetcher calls as the local engine, so the same pixels and statuses."""
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mmscore.pipeline import chunk_image_refs, load_images
+    from mmscore.scorer import build_fetcher
+
+    out: dict[str, list] = {"index": [], "table": [], "images": []}
+    fetcher = build_fetcher(**job.fetcher, workers=job.fetch_workers)
+    try:
+        with ThreadPoolExecutor(job.fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
+            for index, start, rows in zip(batch["index"], batch["start"], batch["rows"], strict=True):
+                table = read_row_range(job.files, int(start), int(rows), job.input_schema)
+                chunks = [table.slice(lo, job.chunk_rows) for lo in range(0, table.num_rows, job.chunk_rows)]
+                loaded = [load_images(chunk_image_refs(c), fetcher, pool, job.image_size) for c in chunks]
+                out["index"].append(int(index))
+                out["table"].append(_ipc_bytes(table))
+                out["images"].append(pickle.dumps(loaded, protocol=pickle.HIGHEST_PROTOCOL))
+    finally:
+        fetcher.close()
+    return out
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 class ShardScorer:
-    """A Ray Data actor: loads the model once, then scores shards into their parts."""
+    """Stage two, a Ray Data actor: loads the model once, then scores fetched shards into their parts."""
 
     def __init__(self, job: ShardJob):
         _set_tensorflow_threads()
-        from mmscore.scorer import Scorer
+        from mmscore.model.predictor import Predictor
+        from mmscore.pipeline import ChunkScorer
 
         self.job = job
-        self.scorer = Scorer(
-            job.model,
-            batch_size=job.batch_size,
-            fetch_workers=job.fetch_workers,
-            precision=job.precision,
-            **job.fetcher,
-        )
+        predictor = Predictor.load(job.model, job.precision)
+        self.chunks = ChunkScorer(predictor, None, job.batch_size)  # images arrive fetched and decoded
         self.schema = output_schema(job.input_schema)
 
     def __call__(self, batch: dict) -> dict:
+        import pickle
+
         done: dict[str, list] = {"index": [], "counts": []}
-        for index, start, rows in zip(batch["index"], batch["start"], batch["rows"], strict=True):
-            table = read_row_range(self.job.files, int(start), int(rows), self.job.input_schema)
-            scored = self.scorer.score_arrow(table).cast(self.schema)  # chunks aligned with the local engine's
+        for index, table_bytes, images in zip(batch["index"], batch["table"], batch["images"], strict=True):
+            table = pa.ipc.open_stream(table_bytes).read_all()
+            loaded = pickle.loads(images)  # produced by fetch_shards in this job: trusted
+            step = self.job.chunk_rows
+            prepared = (self.chunks.prepare(table.slice(i * step, step), None, part) for i, part in enumerate(loaded))
+            scored = pa.concat_tables([self.chunks.score(chunk) for chunk in prepared]).cast(self.schema)
             write_part(Path(self.job.parts) / ScoredWriter.part_name(int(index)), scored)
             summary = RunSummary()
             count_rows(summary, scored)
@@ -194,7 +234,8 @@ def score_with_ray(
         actors, resources = actor_resources(ray, ray_options.actors)
         job = ShardJob(
             files, source.schema, str(writer.parts), job_settings.get("model"), predictor.precision,
-            options.batch_size, options.fetch_workers, job_settings["fetcher"],
+            options.batch_size, options.fetch_workers, job_settings["fetcher"], options.chunk_rows,
+            predictor.card.image_size,
         )  # fmt: skip
         rows_of = {s.index: s.rows for s in pending}
         for finished in _run_shards(ray, pending, job, actors, resources):
@@ -216,11 +257,14 @@ def _run_shards(ray, pending: list[Shard], job: ShardJob, actors: int, resources
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     items = [{"index": s.index, "start": s.start, "rows": s.rows} for s in pending]
-    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+    fetched = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        fetch_shards, fn_kwargs={"job": job}, batch_size=1, num_cpus=FETCH_TASK_CPUS
+    )
+    scored = fetched.map_batches(
         ShardScorer,
         fn_constructor_args=(job,),
         batch_size=1,
         compute=ActorPoolStrategy(size=min(actors, len(items))),
         **resources,
     )
-    yield from dataset.iter_rows()
+    yield from scored.iter_rows()
