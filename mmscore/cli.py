@@ -259,7 +259,7 @@ def _score_with_progress(scorer, input, output, limit, resume, engine_options):
 def _print_score_summary(summary, output: Path) -> None:
     line = (
         f"scored {summary.rows} rows -> {output} in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s, "
-        f"text encoder {summary.precision}); " + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items()))
+        f"encoders in {summary.precision}); " + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items()))
     )
     flagged = {k: v for k, v in summary.text_statuses.items() if k != "ok"}
     if flagged:
