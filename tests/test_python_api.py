@@ -123,3 +123,17 @@ def test_saving_a_model_where_it_cannot_be_written_is_an_output_error(tmp_path, 
     save_model(tmp_path / "fine", predictor.head, ModelCard.load(model_dir))
     assert Predictor.load(tmp_path / "fine").card == predictor.card
     assert not [p for p in (tmp_path / "fine").iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_engine_choice_errors_are_one_line_before_the_model_loads(tmp_path, monkeypatch):
+    """An unknown engine, or --engine ray without Ray installed (simulated: importing it fails), stops at once."""
+    import sys
+
+    (tmp_path / "pairs.csv").write_text("text_1,text_2\na,b\n")
+    args = ["score", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "o.parquet"), "--model", str(tmp_path / "none")]
+    unknown = CliRunner().invoke(app, [*args, "--engine", "spark"])
+    assert unknown.exit_code == 2 and "error: unknown engine 'spark'; choose from local, ray" in unknown.output
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without the extra sees
+    missing = CliRunner().invoke(app, [*args, "--engine", "ray"])
+    assert missing.exit_code == 2 and "--engine ray needs Ray, which is not installed" in missing.output
+    assert "Traceback" not in missing.output
