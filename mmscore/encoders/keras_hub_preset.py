@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmscore.encoders.registry import encode_in_batches, unit_pixels, weights_sha256
+from mmscore.encoders.pooling import l2_normalised, sentence_vector
+from mmscore.encoders.registry import encode_images, encode_texts, weights_sha256
 from mmscore.errors import EncoderUnavailable, first_line
 
 FALLBACK_IMAGE_SIZE = 224  # for an image preset without an image converter
@@ -75,7 +76,6 @@ class PresetTextEncoder:
             "preprocessor",
             lambda s: keras_hub.models.TextClassifierPreprocessor.from_preset(s, sequence_length=sequence_length),
         )
-        self.dtype = dtype or "float32"
         self.pooling = text_pooling(self.name, self.backbone)
         self.model = self._sentence_model(keras)
         self.dim = int(self.model.output.shape[-1])
@@ -89,17 +89,11 @@ class PresetTextEncoder:
             inputs["segment_ids"] = ops.zeros_like(token_ids)
         outputs = self.backbone(inputs)
         if self.pooling == "pooled":
-            pooled = ops.cast(outputs["pooled_output"], "float32")
+            vectors = l2_normalised(ops, ops.cast(outputs["pooled_output"], "float32"))
         else:
             sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
-            sequence = ops.cast(sequence, "float32")
-            if self.pooling == "cls":
-                pooled = sequence[:, 0]
-            else:
-                weights = ops.expand_dims(ops.cast(padding_mask, "float32"), -1)
-                pooled = ops.sum(sequence * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
-        normalised = pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
-        return keras.Model([token_ids, padding_mask], normalised, name="preset_sentence_encoder")
+            vectors = sentence_vector(ops, sequence, padding_mask, self.pooling)
+        return keras.Model([token_ids, padding_mask], vectors, name="preset_sentence_encoder")
 
     @cached_property
     def weights_sha256(self) -> str:
@@ -117,7 +111,7 @@ class PresetTextEncoder:
         return tf.cast(packed["token_ids"], tf.int32), tf.cast(packed["padding_mask"], tf.bool)
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        return encode_in_batches(texts, batch_size, self.dim, lambda b: self.model(list(self.tokenize(list(b)))))
+        return encode_texts(self, texts, batch_size)
 
     def describe(self) -> dict:
         return {
@@ -172,7 +166,7 @@ class PresetImageEncoder:
 
     def encode(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 or [0, 1] float images ``(N, size, size, 3)`` -> ``(N, dim)`` features."""
-        return encode_in_batches(images, batch_size, self.dim, lambda b: self.model(unit_pixels(b))["features"])
+        return encode_images(self, images, batch_size)
 
     def describe(self) -> dict:
         return {

