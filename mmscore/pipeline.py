@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,7 +64,7 @@ class RunSummary:
     image_statuses: Counter = field(default_factory=Counter)
     text_statuses: Counter = field(default_factory=Counter)
     seconds: float = 0.0
-    precision: str = "float32"  # the text encoder's number format in this run
+    precision: str = "float32"  # the encoders' number format in this run
 
     def counts(self) -> dict:
         """The tallies as plain dicts (what a remote worker sends back)."""
@@ -157,12 +157,20 @@ def load_images(refs: list, fetcher: ImageFetcher, pool: ThreadPoolExecutor, siz
     return results
 
 
-def chunk_image_refs(table: pa.Table) -> list:
-    """Every image reference of a chunk (both image columns, in order; repeats, empty cells and absent columns
-    included: an absent column is a column of empty cells)."""
+def image_cells(table: pa.Table) -> dict[str, list]:
+    """Each image column's cells (an absent column is a column of empty cells)."""
     n = table.num_rows
-    columns = [table.column(c).to_pylist() if c in table.column_names else [None] * n for c in IMAGE_COLUMNS]
-    return [image_reference(r) for column in columns for r in column]
+    return {c: table.column(c).to_pylist() if c in table.column_names else [None] * n for c in IMAGE_COLUMNS}
+
+
+def chunk_image_refs(cells: dict[str, list]) -> list:
+    """Every image reference of a chunk's :func:`image_cells`, in order (repeats and empty cells included)."""
+    return [image_reference(r) for column in cells.values() for r in column]
+
+
+def chunk_slices(table: pa.Table, rows: int) -> list[pa.Table]:
+    """``table`` cut into consecutive chunks of ``rows`` rows (the last may be shorter)."""
+    return [table.slice(lo, rows) for lo in range(0, table.num_rows, rows)]
 
 
 def prepare_chunk(
@@ -176,7 +184,7 @@ def prepare_chunk(
 ) -> PreparedChunk:
     """Texts, decoded images, masks, per-row statuses, and (given ``pair_features`` / ``text_encoder``) lexical
     features and tokens, for one chunk. With tokens, rows are ordered by token count; otherwise by characters.
-    ``loaded``: the chunk's images already fetched and decoded (:func:`load_images` of :func:`chunk_image_refs`)."""
+    ``loaded``: the chunk's images already fetched and decoded (:func:`load_images` of its image references)."""
     n = table.num_rows
     notes = [None] * n
     if ROW_NOTE in table.column_names:  # the reader's verdict on the row (malformed, repaired) comes first
@@ -185,9 +193,9 @@ def prepare_chunk(
     text_status = [note or _text_status(a, b) for note, a, b in zip(notes, t1, t2, strict=True)]
     images, statuses = [], {"text_status": text_status}
     mask = np.zeros((n, 2), np.float32)
-    refs = {c: table.column(c).to_pylist() if c in table.column_names else [None] * n for c in IMAGE_COLUMNS}
+    refs = image_cells(table)
     if loaded is None:  # each distinct reference is fetched and decoded once per chunk, however often it repeats
-        loaded = load_images(chunk_image_refs(table), fetcher, pool, size)
+        loaded = load_images(chunk_image_refs(refs), fetcher, pool, size)
     for side, column in enumerate(IMAGE_COLUMNS):
         results = [loaded[image_reference(r)] for r in refs[column]]
         pixels = np.zeros((n, size, size, 3), np.uint8)
@@ -284,7 +292,7 @@ class ChunkScorer:
     def score_table(self, table: pa.Table, pool: ThreadPoolExecutor) -> pa.Table:
         return self.score(self.prepare(table, pool))
 
-    def score_stream(self, tables: Iterator[pa.Table], fetch_workers: int) -> Iterator[pa.Table]:
+    def score_stream(self, tables: Iterable[pa.Table], fetch_workers: int) -> Iterator[pa.Table]:
         """Each table scored, in order, the next one prepared in the background while the current one is scored."""
         with ThreadPoolExecutor(fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
             for chunk in _prepared_ahead(tables, lambda table: self.prepare(table, pool)):

@@ -30,9 +30,21 @@ from pathlib import Path
 import pyarrow as pa
 
 from mmscore.errors import InputError, ScoringError
-from mmscore.io.pairs_reader import InputFile, PairsSource, parquet_rows, read_row_range
+from mmscore.io.pairs_reader import InputFile, PairsSource, read_row_range
 from mmscore.io.scored_writer import ScoredWriter, write_part
-from mmscore.pipeline import RunSummary, ScoreOptions, count_rows, output_schema, run_facts, run_key
+from mmscore.pipeline import (
+    ChunkScorer,
+    RunSummary,
+    ScoreOptions,
+    chunk_image_refs,
+    chunk_slices,
+    count_rows,
+    image_cells,
+    load_images,
+    output_schema,
+    run_facts,
+    run_key,
+)
 
 RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'mmscore[ray]'"
 SHARD_CHUNKS = 4  # chunks per shard: big enough to amortise reading, small enough to balance and retry
@@ -78,7 +90,6 @@ def fetch_shards(batch: dict, job: ShardJob) -> dict:
     import pickle
     from concurrent.futures import ThreadPoolExecutor
 
-    from mmscore.pipeline import chunk_image_refs, load_images
     from mmscore.scorer import build_fetcher
 
     out: dict[str, list] = {"index": [], "table": [], "images": []}
@@ -87,8 +98,8 @@ def fetch_shards(batch: dict, job: ShardJob) -> dict:
         with ThreadPoolExecutor(job.fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
             for index, start, rows in zip(batch["index"], batch["start"], batch["rows"], strict=True):
                 table = read_row_range(job.files, int(start), int(rows), job.input_schema)
-                chunks = [table.slice(lo, job.chunk_rows) for lo in range(0, table.num_rows, job.chunk_rows)]
-                loaded = [load_images(chunk_image_refs(c), fetcher, pool, job.image_size) for c in chunks]
+                chunks = chunk_slices(table, job.chunk_rows)
+                loaded = [load_images(chunk_image_refs(image_cells(c)), fetcher, pool, job.image_size) for c in chunks]
                 out["index"].append(int(index))
                 out["table"].append(_ipc_bytes(table))
                 out["images"].append(pickle.dumps(loaded, protocol=pickle.HIGHEST_PROTOCOL))
@@ -110,7 +121,6 @@ class ShardScorer:
     def __init__(self, job: ShardJob):
         _set_tensorflow_threads()
         from mmscore.model.predictor import Predictor
-        from mmscore.pipeline import ChunkScorer
 
         self.job = job
         predictor = Predictor.load(job.model, job.precision)
@@ -124,8 +134,8 @@ class ShardScorer:
         for index, table_bytes, images in zip(batch["index"], batch["table"], batch["images"], strict=True):
             table = pa.ipc.open_stream(table_bytes).read_all()
             loaded = pickle.loads(images)  # produced by fetch_shards in this job: trusted
-            step = self.job.chunk_rows
-            prepared = (self.chunks.prepare(table.slice(i * step, step), None, part) for i, part in enumerate(loaded))
+            chunks = chunk_slices(table, self.job.chunk_rows)
+            prepared = (self.chunks.prepare(chunk, None, images) for chunk, images in zip(chunks, loaded, strict=True))
             scored = pa.concat_tables([self.chunks.score(chunk) for chunk in prepared]).cast(self.schema)
             write_part(Path(self.job.parts) / ScoredWriter.part_name(int(index)), scored)
             summary = RunSummary()
@@ -198,12 +208,13 @@ def actor_resources(ray, requested: int | None) -> tuple[int, dict]:
 
 
 def parquet_layout(source: PairsSource) -> list[tuple[InputFile, int]]:
-    if not source.files or any(f.is_csv for f in source.files):
+    """Each input file with its row count (read from the footers when the input was opened)."""
+    if source.file_rows is None:
         raise InputError(
             f"{source.path}: --engine ray reads Parquet (it plans shards from the files' footers); "
             "convert the CSV to Parquet or use the local engine"
         )
-    return [(f, parquet_rows(f)) for f in source.files]
+    return list(zip(source.files, source.file_rows, strict=True))
 
 
 def score_with_ray(

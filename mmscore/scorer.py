@@ -21,8 +21,8 @@ from mmscore.errors import InputError, ScoringError, first_line
 from mmscore.images.fetcher import FetchSettings, ImageFetcher
 from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import UrlPolicy
-from mmscore.io.pairs_reader import check_schema, open_pairs
-from mmscore.pipeline import ChunkScorer, RunSummary, ScoreOptions, output_schema, score_pairs
+from mmscore.io.pairs_reader import check_schema, is_glob, open_pairs
+from mmscore.pipeline import ChunkScorer, RunSummary, ScoreOptions, chunk_slices, output_schema, score_pairs
 
 
 def check_output(output: Path) -> None:
@@ -56,7 +56,7 @@ def default_image_root(input: str | Path) -> Path:
     """Where relative image paths are read from when no image root is given: the input file's folder, the
     input folder itself, or the current folder (stdin, globs, object-store URIs)."""
     spec = str(input)
-    if spec == "-" or "://" in spec or any(c in spec for c in "*?["):
+    if spec == "-" or "://" in spec or is_glob(spec):
         return Path.cwd()
     path = Path(spec).expanduser().resolve()
     return path if path.is_dir() else path.parent
@@ -105,10 +105,9 @@ class Scorer:
         check_schema("table", table.schema)
         fetcher = self._fetcher(None)
         scorer = ChunkScorer(self.predictor, fetcher, self.options.batch_size)
-        step = self.options.chunk_rows
-        slices = (table.slice(lo, step) for lo in range(0, table.num_rows, step))
+        chunks = chunk_slices(table, self.options.chunk_rows)
         try:
-            scored = list(scorer.score_stream(slices, self.options.fetch_workers))
+            scored = list(scorer.score_stream(chunks, self.options.fetch_workers))
         finally:
             fetcher.close()
         return pa.concat_tables(scored) if scored else output_schema(table.schema).empty_table()

@@ -43,6 +43,7 @@ class PairsSource:
     _batches: Iterator[pa.RecordBatch]
     batch_schema: pa.Schema | None = None
     files: list[InputFile] = dataclass_field(default_factory=list)  # what was read, in order (none for stdin)
+    file_rows: list[int] | None = None  # rows per file, from the Parquet footers (None for CSV)
 
     def chunks(self, rows: int, skip: int = 0) -> Iterator[pa.Table]:
         """Tables of exactly ``rows`` rows (the last may be shorter), after skipping ``skip`` rows."""
@@ -197,7 +198,8 @@ class InputFile:
         return [self.name, self.size, self.mtime_ns]
 
 
-def _is_glob(text: str) -> bool:
+def is_glob(text: str) -> bool:
+    """Whether ``text`` is a file pattern (``*``, ``?`` or ``[...]``)."""
     return any(c in text for c in "*?[")
 
 
@@ -208,7 +210,7 @@ def input_files(spec: str | Path) -> list[InputFile]:
     spec = str(spec)
     if "://" in spec:
         # A pattern is not valid URI syntax: parse the folder part, then match the last part against it.
-        base, pattern = spec.rsplit("/", 1) if _is_glob(spec) else (spec, "")
+        base, pattern = spec.rsplit("/", 1) if is_glob(spec) else (spec, "")
         try:
             filesystem, path = pafs.FileSystem.from_uri(base)
         except (pa.ArrowInvalid, OSError, ValueError) as exc:
@@ -234,9 +236,9 @@ def _matching(filesystem, path: str) -> list:
     """File infos for ``path``: the file itself, a folder's files, or a glob's matches (sorted)."""
     import pyarrow.fs as pafs
 
-    if _is_glob(path):
+    if is_glob(path):
         parent, pattern = path.rsplit("/", 1) if "/" in path else ("", path)
-        if _is_glob(parent):  # keep listings bounded: only the last component may be a pattern
+        if is_glob(parent):  # keep listings bounded: only the last component may be a pattern
             raise InputError(f"{path}: only the last part of a path may hold * ? [ ]")
         listed = filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
         return sorted((i for i in listed if fnmatch.fnmatchcase(i.base_name, pattern)), key=lambda i: i.path)
@@ -249,18 +251,22 @@ def _matching(filesystem, path: str) -> list:
 
 def _checked(spec: str, files: list[InputFile]) -> list[InputFile]:
     if not files:
-        if _is_glob(spec):
+        if is_glob(spec):
             raise InputError(f"{spec}: no file matches")
         if "://" not in spec and Path(spec).expanduser().is_dir():
             raise InputError(f"{spec}: no .csv or .parquet files in this folder")
         raise InputError(f"{spec}: no such file")
     for f in files:
-        suffix = Path(f.path).suffix.lower()
-        if suffix not in SUFFIXES:
-            raise InputError(f"{f.name}: unknown file type {suffix or '(none)'!r}; expected .csv or .parquet")
+        _check_suffix(f.name)
     if len({f.is_csv for f in files}) > 1:
         raise InputError(f"{spec}: mixes CSV and Parquet files; use one kind")
     return files
+
+
+def _check_suffix(name: str) -> None:
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"{name}: unknown file type {suffix or '(none)'!r}; expected .csv or .parquet")
 
 
 def _open_one(f: InputFile) -> PairsSource:
@@ -269,7 +275,7 @@ def _open_one(f: InputFile) -> PairsSource:
         source = _open_csv(f.name, io.BufferedReader(handle, _READ_BUFFER))
     else:
         schema, rows, batches = _open_parquet(f.name, handle)
-        source = PairsSource(f.name, schema, rows, batches)
+        source = PairsSource(f.name, schema, rows, batches, file_rows=[rows])
     source.files = [f]
     return source
 
@@ -297,11 +303,12 @@ def _open_many(spec: str, files: list[InputFile]) -> PairsSource:
         for f in files[1:]:
             yield from _same_columns(first, _open_one(f))
 
-    rows = None
+    file_rows = None
     if not first.batch_schema:  # Parquet: every file's footer says how many rows it has
-        rows = first.num_rows + sum(parquet_rows(f) for f in files[1:])
+        file_rows = [first.num_rows, *(parquet_rows(f) for f in files[1:])]
     batches = itertools.chain(first._batches, rest())
-    return PairsSource(spec, first.schema, rows, batches, first.batch_schema, files)
+    rows = sum(file_rows) if file_rows is not None else None
+    return PairsSource(spec, first.schema, rows, batches, first.batch_schema, files, file_rows)
 
 
 def parquet_rows(f: InputFile) -> int:
@@ -320,10 +327,8 @@ def open_pairs(path: str | Path) -> PairsSource:
     if str(path) == "-":
         return _open_csv("<stdin>", io.BufferedReader(sys.stdin.buffer, _READ_BUFFER))
     spec = str(path)
-    if "://" not in spec and not _is_glob(spec):
-        suffix = Path(spec).suffix.lower()
-        if not Path(spec).is_dir() and suffix not in SUFFIXES:
-            raise InputError(f"{spec}: unknown file type {suffix or '(none)'!r}; expected .csv or .parquet")
+    if "://" not in spec and not is_glob(spec) and not Path(spec).is_dir():
+        _check_suffix(spec)  # before looking for the file: a wrong type is the clearer message
     files = input_files(spec)
     if len(files) == 1 and files[0].name == str(Path(spec).expanduser().absolute()):
         source = _open_one(files[0])
