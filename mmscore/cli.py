@@ -135,7 +135,20 @@ def score(
             "CSV on stdin.",
         ),
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the labelled Parquet file.")],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o", "--output", help="Where to write the labelled Parquet file: a path or an s3:// or gs:// URI."
+        ),
+    ] = None,
+    output_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of -o: a folder (path or URI) that keeps the output as ordered Parquet parts "
+            "(part-000000.parquet, ...; read as one table by pandas, pyarrow, Spark, mmscore report), with "
+            "the run facts in _mmscore.json. Skips assembling one file: the choice for very large runs."
+        ),
+    ] = None,
     model: Annotated[
         Path | None, typer.Option(help="Model directory \\[default: the model shipped with mmscore].")
     ] = None,
@@ -143,7 +156,9 @@ def score(
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per model batch.")] = 32,
     fetch_workers: Annotated[int, typer.Option(min=1, help="Concurrent image downloads.")] = 16,
     offline: OfflineOpt = False,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run into the same OUTPUT.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted run into the same output (file or folder).")
+    ] = False,
     limit: Annotated[int | None, typer.Option(min=0, help="Score only the first N rows.")] = None,
     allow_private_urls: PrivateOpt = False,
     image_root: ImageRootOpt = None,
@@ -176,9 +191,9 @@ def score(
     image_1_status, image_2_status, text_status. Run facts go into the Parquet file's metadata.
     """
     from mmscore.io.pairs_reader import open_pairs
-    from mmscore.scorer import Scorer, check_output
+    from mmscore.scorer import Scorer, scored_output
 
-    check_output(output)
+    target = scored_output(output, output_dir)
     _require_folder(image_root, "--image-root")
     if input != "-":
         open_pairs(input)  # a wrong file or missing column stops here, before the model loads
@@ -194,8 +209,9 @@ def score(
             fetch_workers=fetch_workers,
             precision=precision,
         )
-    summary = _score_with_progress(scorer, input, output, limit, resume, engine_options)
-    _print_score_summary(summary, output)
+    engine_options["output_dir" if target.folder else "output"] = target.spec
+    summary = _score_with_progress(scorer, input, limit, resume, engine_options)
+    _print_score_summary(summary, target.spec)
     card = scorer.predictor.card
     if not card.uses_images:
         console.print(
@@ -219,7 +235,7 @@ def _engine_options(engine: str, address: str | None, actors: int | None) -> dic
     return {"engine": engine, "ray_options": RayOptions(address=address, actors=actors)}
 
 
-def _score_with_progress(scorer, input, output, limit, resume, engine_options):
+def _score_with_progress(scorer, input, limit, resume, engine_options):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mmscore.pipeline import SEEN
@@ -252,11 +268,11 @@ def _score_with_progress(scorer, input, output, limit, resume, engine_options):
             progress.update(task, total=total)
 
         return scorer.score_file(
-            input, output, limit=limit, resume=resume, on_start=on_start, on_progress=on_progress, **engine_options
+            input, limit=limit, resume=resume, on_start=on_start, on_progress=on_progress, **engine_options
         )
 
 
-def _print_score_summary(summary, output: Path) -> None:
+def _print_score_summary(summary, output: str) -> None:
     line = (
         f"scored {summary.rows} rows -> {output} in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s, "
         f"encoders in {summary.precision}); " + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items()))
@@ -456,7 +472,13 @@ def _metrics_table(title: str, metrics: dict):
 
 @command
 def report(
-    scored: Annotated[Path, typer.Argument(help="A Parquet file written by `mmscore score`.")],
+    scored: Annotated[
+        str,
+        typer.Argument(
+            metavar="SCORED",
+            help="What `mmscore score` wrote: a Parquet file or an --output-dir folder, a path or a URI.",
+        ),
+    ],
     gold: Annotated[str, typer.Option(help="Column holding gold labels, when present.")] = "label",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
     plot: Annotated[

@@ -26,7 +26,7 @@ from mmscore.errors import InputError, MmscoreError, ScoringError, one_line
 from mmscore.images.decode import decode_image
 from mmscore.images.fetcher import DEFERRED, ImageFetcher, image_reference
 from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE, PairsSource
-from mmscore.io.scored_writer import ScoredWriter
+from mmscore.io.scored_writer import ScoredOutput, ScoredWriter
 from mmscore.labels import LABELS, PROB_COLUMNS
 from mmscore.model.predictor import Predictor
 
@@ -343,13 +343,14 @@ def run_key(source: PairsSource, predictor: Predictor, options: ScoreOptions) ->
 
 def score_pairs(
     source: PairsSource,
-    output: Path,
+    output: ScoredOutput | str | Path,
     predictor: Predictor,
     fetcher: ImageFetcher,
     options: ScoreOptions = ScoreOptions(),
     on_progress: Callable[[int, Counter], None] | None = None,
 ) -> RunSummary:
-    """Score every row of ``source`` into ``output`` (Parquet). One output row per input row, same order."""
+    """Score every row of ``source`` into ``output`` (a Parquet file, or a folder of parts). One output row per
+    input row, same order."""
     if options.resume and source.path == "<stdin>":
         raise InputError("--resume needs an input file, not stdin")
     started, started_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")

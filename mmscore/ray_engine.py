@@ -10,8 +10,9 @@ local engine, hence the same bytes — and writes its own fixed-name part throug
 The driver then assembles the parts in shard order into OUTPUT. Ray is trusted with neither order nor
 writing: it may run a shard twice (a retried task, a restarted actor); the second run replaces the same part.
 
-The parts folder (``OUTPUT.parts``) must be visible to every node: on a multi-node cluster, OUTPUT lives on
-shared storage (NFS, a mounted volume).
+The parts folder (``OUTPUT.parts``, or the ``--output-dir`` folder itself) must be visible to every node: on a
+multi-node cluster, OUTPUT is an object-store URI (``s3://…``; each node's ``AWS_*`` variables give access)
+or lives on shared storage (NFS, a mounted volume).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 
 from mmscore.errors import InputError, ScoringError
+from mmscore.io.output_storage import Storage
 from mmscore.io.pairs_reader import InputFile, PairsSource, read_row_range
-from mmscore.io.scored_writer import ScoredWriter, write_part
+from mmscore.io.scored_writer import ScoredOutput, ScoredWriter, write_part
 from mmscore.pipeline import (
     ChunkScorer,
     RunSummary,
@@ -71,7 +72,7 @@ class ShardJob:
 
     files: list[tuple[InputFile, int]]  # Parquet files in reading order, each with its row count
     input_schema: pa.Schema
-    parts: str  # the parts folder
+    parts: str  # the parts folder: a local path or a URI, opened on each node with that node's credentials
     model: str | None
     precision: str
     batch_size: int
@@ -137,7 +138,7 @@ class ShardScorer:
             chunks = chunk_slices(table, self.job.chunk_rows)
             prepared = (self.chunks.prepare(chunk, None, images) for chunk, images in zip(chunks, loaded, strict=True))
             scored = pa.concat_tables([self.chunks.score(chunk) for chunk in prepared]).cast(self.schema)
-            write_part(Path(self.job.parts) / ScoredWriter.part_name(int(index)), scored)
+            write_part(Storage.at(self.job.parts).child(ScoredWriter.part_name(int(index))), scored)
             summary = RunSummary()
             count_rows(summary, scored)
             done["index"].append(int(index))
@@ -219,7 +220,7 @@ def parquet_layout(source: PairsSource) -> list[tuple[InputFile, int]]:
 
 def score_with_ray(
     source: PairsSource,
-    output: Path,
+    output: ScoredOutput,
     predictor,
     job_settings: dict,
     options: ScoreOptions,
@@ -244,7 +245,7 @@ def score_with_ray(
         connect(ray, ray_options.address)
         actors, resources = actor_resources(ray, ray_options.actors)
         job = ShardJob(
-            files, source.schema, str(writer.parts), job_settings.get("model"), predictor.precision,
+            files, source.schema, writer.parts.name, job_settings.get("model"), predictor.precision,
             options.batch_size, options.fetch_workers, job_settings["fetcher"], options.chunk_rows,
             predictor.card.image_size,
         )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Summarise a Parquet file written by ``mmscore score``: distributions, statuses, and metrics vs gold labels.
+"""Summarise the output of ``mmscore score`` (a Parquet file or a folder of parts, local or a URI):
+distributions, statuses, and metrics vs gold labels.
 
 Reads only the columns it needs, in chunks: memory holds counters plus one byte per row for gold and
 predicted label codes (for scikit-learn's metrics), never the file itself.
@@ -7,6 +8,7 @@ predicted label codes (for scikit-learn's metrics), never the file itself.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmscore.errors import InputError, OutputError, first_line
-from mmscore.io.scored_writer import read_run_facts
+from mmscore.io.output_storage import Storage
+from mmscore.io.scored_writer import read_run_facts, scored_parts
 from mmscore.labels import LABEL_INDEX, LABELS, PROB_COLUMNS
 from mmscore.metrics import CalibrationTally, class_metrics
 
@@ -64,31 +67,37 @@ class ScoredReport:
         }
 
 
-def _schema(path: Path) -> pa.Schema:
+def _scored_schema(path: str, parts: list[Storage]) -> pa.Schema:
+    """The schema of an output of `mmscore score`, or a one-line :class:`InputError`."""
     try:
-        return pq.read_schema(path)
+        with parts[0].open() as f:
+            schema = pq.read_schema(f)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file") from exc
-
-
-def _scored_schema(path: Path) -> pa.Schema:
-    """The schema of a file written by `mmscore score`, or a one-line :class:`InputError`."""
-    schema = _schema(path)
+        raise InputError(f"{parts[0].name}: not a readable Parquet file") from exc
     missing = [c for c in NEEDED if c not in schema.names]
     if missing:
         raise InputError(f"{path}: not written by `mmscore score` (missing {', '.join(missing)})")
     return schema
 
 
+def _batches(parts: list[Storage], columns: list[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """The output's rows in order, ``columns`` only, at most ``chunk_rows`` at a time."""
+    for part in parts:
+        try:
+            with part.open() as f:
+                yield from pq.ParquetFile(f).iter_batches(batch_size=chunk_rows, columns=columns)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{part.name}: not a readable Parquet file ({first_line(exc)})") from exc
+
+
 def build_report(
     path: Path | str, gold: str = "label", chunk_rows: int = 65536, low_confidence: float = LOW_CONFIDENCE
 ) -> ScoredReport:
     """Stream the scored file once and compute everything the report shows."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    names = _scored_schema(path).names
-    report = ScoredReport(str(path), run_facts=read_run_facts(path), low_confidence_threshold=low_confidence)
+    path = str(path)
+    parts = scored_parts(path)
+    names = _scored_schema(path, parts).names
+    report = ScoredReport(path, run_facts=read_run_facts(path), low_confidence_threshold=low_confidence)
     tally = CalibrationTally()
     has_gold = gold in names
     report.gold_column = gold if has_gold else None
@@ -99,7 +108,7 @@ def build_report(
     columns = [*NEEDED, *statuses, *([gold] if has_gold else [])]
     confidences: dict[str, list[np.ndarray]] = {k: [] for k in LABELS}
     gold_codes, pred_codes = [], []
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
+    for batch in _batches(parts, columns, chunk_rows):
         pred = np.array(batch.column("pred_label").to_pylist(), dtype=object)
         probs = np.stack([batch.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1)
         top = probs.max(1)
@@ -218,10 +227,12 @@ class ReviewQueue:
     top: int | None
 
 
-def _least_confident(path: Path, below: float | None, top: int | None, chunk_rows: int) -> tuple[np.ndarray, int]:
+def _least_confident(
+    parts: list[Storage], below: float | None, top: int | None, chunk_rows: int
+) -> tuple[np.ndarray, int]:
     """Row numbers to review, least confident first (ties in file order), and the file's row count."""
     keep_conf, keep_rows, offset = np.zeros(0), np.zeros(0, np.int64), 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=list(PROB_COLUMNS)):
+    for batch in _batches(parts, list(PROB_COLUMNS), chunk_rows):
         confidence = np.stack([batch.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1).max(1)
         chosen = np.flatnonzero(confidence < below) if below is not None else np.arange(batch.num_rows)
         keep_conf = np.concatenate([keep_conf, confidence[chosen]])
@@ -247,16 +258,17 @@ def write_review_queue(
     CSV or Parquet by the extension of ``out``."""
     import pyarrow.csv as pacsv
 
-    scored, out = Path(scored), Path(out)
+    out = Path(out)
     if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise InputError(f"{out}: the review queue must be a .csv or .parquet file")
-    schema = _scored_schema(scored)
+    parts = scored_parts(scored)
+    schema = _scored_schema(str(scored), parts)
     shown = (*REVIEW_COLUMNS, *STATUS_COLUMNS, "text_status", gold)
     wanted = [c for c in schema.names if c.startswith("id") or c in shown]
-    rows, total = _least_confident(scored, below, top, chunk_rows)
+    rows, total = _least_confident(parts, below, top, chunk_rows)
     wanted_rows = set(rows.tolist())
     pieces, found, offset = [], [], 0
-    for batch in pq.ParquetFile(scored).iter_batches(batch_size=chunk_rows, columns=wanted):
+    for batch in _batches(parts, wanted, chunk_rows):
         local = [i for i in range(batch.num_rows) if i + offset in wanted_rows]
         if local:
             pieces.append(pa.Table.from_batches([batch]).take(local))

@@ -22,13 +22,18 @@ from mmscore.images.fetcher import FetchSettings, ImageFetcher
 from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import UrlPolicy
 from mmscore.io.pairs_reader import check_schema, is_glob, open_pairs
+from mmscore.io.scored_writer import ScoredOutput
 from mmscore.pipeline import ChunkScorer, RunSummary, ScoreOptions, chunk_slices, output_schema, score_pairs
 
 
-def check_output(output: Path) -> None:
-    """Raise :class:`InputError` unless ``output`` names a Parquet file (checked before any work starts)."""
-    if Path(output).suffix.lower() not in (".parquet", ".pq"):
-        raise InputError(f"{output}: output must be a .parquet file")
+def scored_output(output: str | Path | None, output_dir: str | Path | None = None) -> ScoredOutput:
+    """The output of a run: a .parquet file (``output``) or a folder of parts (``output_dir``), checked
+    before any work starts (one-line :class:`InputError`)."""
+    if (output is None) == (output_dir is None):
+        raise InputError("give either an output file (-o OUT.parquet) or an output folder (--output-dir DIR)")
+    target = ScoredOutput(str(output), folder=False) if output is not None else ScoredOutput(str(output_dir), True)
+    target.check()
+    return target
 
 
 def build_fetcher(
@@ -125,8 +130,9 @@ class Scorer:
     def score_file(
         self,
         input: str | Path,
-        output: Path | str,
+        output: str | Path | None = None,
         *,
+        output_dir: str | Path | None = None,
         limit: int | None = None,
         resume: bool = False,
         on_start: Callable[[int | None], None] | None = None,
@@ -134,15 +140,15 @@ class Scorer:
         engine: str = "local",
         ray_options=None,
     ) -> RunSummary:
-        """Stream ``input`` into ``output`` (.parquet), resumable. ``input``: a .csv/.parquet file, a folder or
-        glob of them, any of those as an object-store URI, or "-" for CSV on stdin.
+        """Stream ``input`` into ``output`` (.parquet) or ``output_dir`` (a folder of ordered Parquet parts),
+        resumable. ``input``: a .csv/.parquet file, a folder or glob of them, any of those as an object-store
+        URI, or "-" for CSV on stdin. Outputs may be object-store URIs too.
 
         ``on_start(rows)`` gets the number of rows to score (None when unknown, e.g. CSV); ``on_progress(rows,
         image_statuses)`` is called after each written chunk. ``engine="ray"`` scores on a Ray cluster
         (:mod:`mmscore.ray_engine`, ``ray_options`` a :class:`~mmscore.ray_engine.RayOptions`): same output.
         """
-        output = Path(output)
-        check_output(output)
+        target = scored_output(output, output_dir)
         if engine not in ENGINES:
             raise InputError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
         source = open_pairs(input)
@@ -156,10 +162,10 @@ class Scorer:
 
             settings = {"model": self.model, "fetcher": {**self._image_options, "image_root": root}}
             ray_options = ray_options or RayOptions()
-            return score_with_ray(source, output, self.predictor, settings, options, ray_options, on_progress)
+            return score_with_ray(source, target, self.predictor, settings, options, ray_options, on_progress)
         fetcher = self._fetcher(root)
         try:
-            return score_pairs(source, output, self.predictor, fetcher, options, on_progress)
+            return score_pairs(source, target, self.predictor, fetcher, options, on_progress)
         finally:
             fetcher.close()
 

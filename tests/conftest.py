@@ -215,3 +215,56 @@ def model_dir(tmp_path_factory, text_encoder, image_encoder):
         training_data_sha256="test",
     ).save(directory)
     return directory
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory):
+    """A real S3-compatible server (moto) on loopback, and the standard AWS_* variables pointing there, as a
+    user's would (pyarrow, and Ray workers started after this, read them)."""
+    pytest.importorskip("moto", reason="moto[server] is a dev dependency (pip install -e '.[dev]')")
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("moto") / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "moto server did not start"
+            time.sleep(0.2)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",  # never ask a link-local metadata service for credentials
+        }.items():
+            patch.setenv(name, value)
+        yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def s3_filesystem(endpoint: str):
+    """pyarrow's S3 client for the test server, allowed to create buckets (a user's would not be)."""
+    import pyarrow.fs as pafs
+
+    return pafs.S3FileSystem(endpoint_override=endpoint, allow_bucket_creation=True, region="us-east-1")

@@ -155,7 +155,7 @@ def test_full_disk_while_writing_a_part_leaves_no_torn_part(tmp_path, file_size_
     with pytest.raises(OutputError, match="File too large"):
         writer.write(_table(50))
     parts = out.with_name(out.name + ".parts")
-    assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "part-000000.parquet"]
+    assert sorted(p.name for p in parts.iterdir()) == ["_mmscore_run.json", "part-000000.parquet"]
 
 
 def test_full_disk_in_the_cli_is_one_line_and_no_output(tmp_path, model_dir):

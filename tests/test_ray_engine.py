@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import mmscore_cli
+from conftest import mmscore_cli, s3_filesystem
 
 # Read by Ray at import: every address Ray derives (a node's, a cluster's "127.0.0.1:port" as translated by
 # ray.init) stays loopback, instead of the interface address Ray otherwise learns by a UDP "connect".
@@ -118,6 +118,26 @@ def test_ray_equals_local_bit_for_bit_on_many_uneven_files(scorer, pairs_folder,
     facts = json.loads(pq.read_schema(out).metadata[b"mmscore"])
     assert facts["engine"] == "ray" and facts["shards"] == 10 and summary.rows == sum(FILE_SIZES)
     assert not (tmp_path / "ray.parquet.parts").exists()
+
+
+def test_ray_writes_a_folder_of_parts_to_s3_equal_to_local(s3_endpoint, scorer, pairs_folder, local_output, local_ray):
+    """--output-dir as an s3:// URI: actors write their shards' parts straight to the bucket (AWS_* from the
+    nodes' environment); the folder reads back as the local output, bit for bit."""
+    import pyarrow.fs as pafs
+
+    from mmscore.io.scored_writer import ScoredOutput, read_run_facts
+
+    bucket = s3_filesystem(s3_endpoint)
+    bucket.create_dir("ray-out")
+    _score_on_ray(scorer, pairs_folder, ScoredOutput("s3://ray-out/scored", folder=True), actors=2, shard_chunks=2)
+    listed = bucket.get_file_info(pafs.FileSelector("ray-out/scored"))
+    assert sorted(i.base_name for i in listed if i.base_name.startswith("part-")) == [
+        f"part-{i:06d}.parquet" for i in range(5)
+    ]  # 600 rows in shards of 128
+    got = pq.read_table("ray-out/scored", filesystem=bucket)
+    pd.testing.assert_frame_equal(got.to_pandas(), pd.read_parquet(local_output), check_exact=True)
+    assert got.schema.remove_metadata().equals(pq.read_schema(local_output).remove_metadata())
+    assert read_run_facts("s3://ray-out/scored")["shards"] == 5
 
 
 class _in_thread(threading.Thread):

@@ -241,12 +241,21 @@ def _matching(filesystem, path: str) -> list:
         if is_glob(parent):  # keep listings bounded: only the last component may be a pattern
             raise InputError(f"{path}: only the last part of a path may hold * ? [ ]")
         listed = filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
-        return sorted((i for i in listed if fnmatch.fnmatchcase(i.base_name, pattern)), key=lambda i: i.path)
+        return sorted((i for i in listed if _is_data(i) and fnmatch.fnmatchcase(i.base_name, pattern)), key=_path)
     (info,) = filesystem.get_file_info([path])
     if info.type == pafs.FileType.Directory:
         listed = filesystem.get_file_info(pafs.FileSelector(path))
-        return sorted((i for i in listed if i.base_name.lower().endswith(SUFFIXES)), key=lambda i: i.path)
+        return sorted((i for i in listed if _is_data(i) and i.base_name.lower().endswith(SUFFIXES)), key=_path)
     return [info] if info.type == pafs.FileType.File else []
+
+
+def _is_data(info) -> bool:
+    """Names starting with "." or "_" are not data (temporary files, run records), as for pyarrow and Spark."""
+    return not info.base_name.startswith((".", "_"))
+
+
+def _path(info) -> str:
+    return info.path
 
 
 def _checked(spec: str, files: list[InputFile]) -> list[InputFile]:

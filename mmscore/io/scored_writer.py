@@ -1,26 +1,79 @@
-"""Write scored chunks as they finish, resumable after a crash, and publish one Parquet file at the end.
+"""Write scored chunks as they finish, resumable after a crash, and publish the result at the end.
 
-Each finished chunk is written atomically as ``OUTPUT.parts/part-NNNNNN.parquet`` (a killed process leaves
-only whole parts). ``finish()`` streams the parts, in order, into a temporary file that is renamed onto
-OUTPUT, with the run facts in the file's key-value metadata, then removes the parts.
+Each finished chunk (or Ray shard) is written whole as a part, ``part-NNNNNN.parquet``, beside a record of
+what the run is (``_mmscore_run.json``, which ``--resume`` checks); a killed process leaves only whole
+parts. Two layouts:
+
+- a file (``-o out.parquet``): parts go to ``out.parquet.parts/``; ``finish()`` streams them, in order, into
+  OUTPUT in one atomic publish, with the run facts in the file's key-value metadata, then removes them;
+- a folder (``--output-dir DIR``): the parts stay in DIR as the output, read in name order as one table by
+  pandas, pyarrow, Spark or ``mmscore report``; ``finish()`` writes the run facts to ``DIR/_mmscore.json``.
+  Files whose names start with ``_`` or ``.`` are not data, by the usual convention of those readers.
+
+OUTPUT may be a local path or an object-store URI (:mod:`mmscore.io.output_storage`). On an object store a
+publish that fails part-way removes OUTPUT (Arrow cannot abandon an upload), and the parts stay for
+``--resume``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyarrow.fs import FileType
 
-from mmscore.errors import OutputError, ResumeMismatch
-from mmscore.io.atomic_write import atomic_path
+from mmscore.errors import InputError, OutputError, ResumeMismatch
+from mmscore.io.output_storage import Storage, is_uri
 
 METADATA_KEY = b"mmscore"
-MANIFEST = "manifest.json"
+RUN_KEY_FILE = "_mmscore_run.json"
+FACTS_FILE = "_mmscore.json"
+PARTS = "part-*.parquet"
+
+
+@dataclass(frozen=True)
+class ScoredOutput:
+    """Where a run's rows go: one Parquet file, or (``folder``) a folder of ordered parts kept as they are."""
+
+    spec: str
+    folder: bool = False
+
+    def check(self) -> None:
+        """One-line :class:`InputError` for an output that cannot work, before any scoring starts."""
+        if not self.folder and Path(self.spec.rstrip("/")).suffix.lower() not in (".parquet", ".pq"):
+            raise InputError(f"{self.spec}: output must be a .parquet file (or use --output-dir for a folder)")
+        target = Storage.at(self.spec)
+        try:
+            kind = target.kind()
+            if is_uri(self.spec) and not _bucket_exists(target):
+                raise InputError(f"{self.spec}: no such bucket")
+        except OSError as exc:
+            raise InputError(f"{self.spec}: cannot reach the storage ({_reason(exc)})") from exc
+        if self.folder and kind == FileType.File:
+            raise InputError(f"{self.spec}: is a file; --output-dir needs a folder")
+        if self.folder and kind == FileType.Directory:
+            _refuse_foreign_folder(target, InputError)
+        if not self.folder and kind == FileType.Directory:
+            raise InputError(f"{self.spec}: is a folder; -o needs a .parquet file name (or use --output-dir)")
+
+
+def _refuse_foreign_folder(folder: Storage, error: type[Exception]) -> list[str]:
+    """The folder's names, unless it holds files and no record of an mmscore run: never clear a user's folder."""
+    names = folder.names()
+    if names and RUN_KEY_FILE not in names:
+        raise error(f"{folder.name}: the folder holds files mmscore did not write; choose a new or empty folder")
+    return names
+
+
+def _bucket_exists(target: Storage) -> bool:
+    bucket = target.path.split("/", 1)[0]
+    return Storage(bucket, target.filesystem, bucket).is_dir()
 
 
 def _reason(exc: OSError) -> str:
@@ -34,94 +87,144 @@ def _reason(exc: OSError) -> str:
 class ScoredWriter:
     """``write(table)`` per chunk; ``finish(facts)`` publishes. ``rows_done`` says where a resume starts."""
 
-    def __init__(self, output: Path, run_key: dict, *, resume: bool):
-        self.output = Path(output)
-        self.parts = self.output.with_name(self.output.name + ".parts")
+    def __init__(self, output: ScoredOutput | str | Path, run_key: dict, *, resume: bool):
+        self.output = output if isinstance(output, ScoredOutput) else ScoredOutput(str(output))
+        self.target = Storage.at(self.output.spec)
+        self.parts = self.target if self.output.folder else self.target.with_suffix_added(".parts")
         self.run_key = run_key
         self.rows_done = 0
         self.part_count = 0
-        if resume and self.parts.is_dir():
+        if resume and self._guard(lambda: self.parts.names(PARTS)):
             self._adopt_existing_parts()
         else:
             self._start_fresh()
-
-    def _start_fresh(self) -> None:
-        shutil.rmtree(self.parts, ignore_errors=True)
-        self._guard(lambda: self.parts.mkdir(parents=True))
-        self._guard(lambda: (self.parts / MANIFEST).write_text(json.dumps(self.run_key, sort_keys=True)))
 
     def _guard(self, action):
         try:
             return action()
         except OSError as exc:
-            raise OutputError(f"cannot write {self.output}: {_reason(exc)}") from exc
+            raise OutputError(f"cannot write {self.output.spec}: {_reason(exc)}") from exc
+
+    def _start_fresh(self) -> None:
+        def start():
+            if self.output.folder:
+                self._clear_folder()
+            else:
+                self.parts.remove_dir()
+            self.parts.make_dir()
+            self.parts.child(RUN_KEY_FILE).write_text(json.dumps(self.run_key, sort_keys=True))
+
+        self._guard(start)
+
+    def _clear_folder(self) -> None:
+        """Remove an earlier run's files from the output folder; refuse a folder mmscore did not write."""
+        for name in _refuse_foreign_folder(self.parts, OutputError):
+            if name in (RUN_KEY_FILE, FACTS_FILE) or fnmatch.fnmatchcase(name, PARTS):
+                self.parts.child(name).remove()
 
     def _adopt_existing_parts(self) -> None:
-        if not any(self.parts.glob("part-*.parquet")):
-            self._start_fresh()  # nothing to continue from (e.g. killed while cleaning up)
-            return
         try:
-            previous = json.loads((self.parts / MANIFEST).read_text())
+            previous = json.loads(self.parts.child(RUN_KEY_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             previous = None
         if previous != self.run_key:
             raise ResumeMismatch(
-                f"cannot resume: {self.parts} was written for a different input, model or chunk size; "
+                f"cannot resume: {self.parts.name} was written for a different input, model or chunk size; "
                 "run again without --resume"
             )
-        for path in sorted(self.parts.glob("part-*.parquet")):
-            if path.name != self.part_name(self.part_count):
+        for name in self._guard(lambda: self.parts.names(PARTS)):
+            if name != self.part_name(self.part_count):
                 break  # only a contiguous run of parts counts
-            self.rows_done += pq.ParquetFile(path).metadata.num_rows
+            self.rows_done += self._guard(lambda name=name: _num_rows(self.parts.child(name)))
             self.part_count += 1
 
     @staticmethod
     def part_name(index: int) -> str:
         return f"part-{index:06d}.parquet"
 
-    def part_path(self, index: int) -> Path:
-        return self.parts / self.part_name(index)
+    def part(self, index: int) -> Storage:
+        return self.parts.child(self.part_name(index))
 
     def finished_parts(self) -> set[int]:
-        """Indices of the parts on disk; each is whole (written to a hidden temp file, then renamed)."""
-        return {int(path.stem.split("-", 1)[1]) for path in self.parts.glob("part-*.parquet")}
+        """Indices of the parts written so far; each is whole (see :func:`write_part`)."""
+        return {int(name[5:-8]) for name in self._guard(lambda: self.parts.names(PARTS))}
 
     def write(self, table: pa.Table) -> None:
-        self._guard(lambda: write_part(self.part_path(self.part_count), table))
+        self._guard(lambda: write_part(self.part(self.part_count), table))
         self.rows_done += table.num_rows
         self.part_count += 1
 
     def finish(self, facts: dict, empty_schema: pa.Schema, part_count: int | None = None) -> None:
-        """Concatenate parts ``0 .. part_count - 1`` (default: those this writer wrote or adopted) into OUTPUT,
-        atomically, with ``facts`` as metadata; drop the parts."""
+        """Publish parts ``0 .. part_count - 1`` (default: those this writer wrote or adopted) with ``facts``."""
         count = self.part_count if part_count is None else part_count
-        part_paths = [self.part_path(i) for i in range(count)]
-        schema = pq.read_schema(part_paths[0]) if part_paths else empty_schema
+        if self.output.folder:
+            self._guard(lambda: self._finish_folder(facts, empty_schema, count))
+            return
+        parts = [self.part(i) for i in range(count)]
+        self._guard(lambda: self._publish_file(facts, empty_schema, parts))
+        self._guard(lambda: self._remove_parts(parts))
+
+    def _publish_file(self, facts: dict, empty_schema: pa.Schema, parts: list[Storage]) -> None:
+        schema = _read_schema(parts[0]) if parts else empty_schema
         schema = schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: json.dumps(facts).encode()})
+        with self.target.published() as out, pq.ParquetWriter(out, schema) as writer:
+            for part in parts:
+                with part.open() as f:
+                    writer.write_table(pq.read_table(f).replace_schema_metadata(schema.metadata))
 
-        def publish():
-            with atomic_path(self.output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-                for path in part_paths:
-                    writer.write_table(pq.read_table(path).replace_schema_metadata(schema.metadata))
+    def _finish_folder(self, facts: dict, empty_schema: pa.Schema, count: int) -> None:
+        """Parts ``0 .. count - 1`` are the output (one empty part when there are no rows, so the folder still
+        reads as a table with the output columns); any other part goes; the facts are written last."""
+        if count == 0:
+            write_part(self.part(0), empty_schema.empty_table())
+            count = 1
+        for index in self.finished_parts() - set(range(count)):
+            self.part(index).remove()
+        self.parts.child(FACTS_FILE).write_text(json.dumps(facts))
 
-        self._guard(publish)
-        self._remove_parts(part_paths)
-
-    def _remove_parts(self, part_paths: list[Path]) -> None:
-        """Last part first, manifest last: a kill part-way leaves a valid prefix for ``--resume``."""
-        for path in reversed(part_paths):
-            path.unlink(missing_ok=True)
-        shutil.rmtree(self.parts, ignore_errors=True)
+    def _remove_parts(self, parts: list[Storage]) -> None:
+        """Last part first, run record last: a kill part-way leaves a valid prefix for ``--resume``."""
+        for part in reversed(parts):
+            part.remove()
+        self.parts.remove_dir()
 
 
-def write_part(path: Path, table: pa.Table) -> None:
+def write_part(part: Storage, table: pa.Table) -> None:
     """One part, whole or not at all: a retried or duplicated writer of the same part just replaces it."""
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    with part.published() as out:
+        pq.write_table(table, out)
 
 
-def read_run_facts(path: Path) -> dict:
-    """The run facts ``mmscore score`` stored in a Parquet file's metadata ({} when absent)."""
-    metadata = pq.read_schema(path).metadata or {}
+def _num_rows(part: Storage) -> int:
+    with part.open() as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def _read_schema(part: Storage) -> pa.Schema:
+    with part.open() as f:
+        return pq.read_schema(f)
+
+
+def read_run_facts(path: str | Path) -> dict:
+    """The run facts ``mmscore score`` stored with its output, a file or a folder ({} when absent)."""
+    output = Storage.at(path)
+    if output.is_dir():
+        facts = output.child(FACTS_FILE)
+        return json.loads(facts.read_text()) if facts.is_file() else {}
+    metadata = _read_schema(output).metadata or {}
     raw = metadata.get(METADATA_KEY)
     return json.loads(raw) if raw else {}
+
+
+def scored_parts(spec: str | Path) -> list[Storage]:
+    """The Parquet files holding a scored output, in row order: the file itself, or a folder's parts."""
+    output = Storage.at(spec)
+    kind = output.kind()
+    if kind == FileType.Directory:
+        parts = [output.child(name) for name in output.names(PARTS)]
+        if not parts:
+            raise InputError(f"{spec}: no part-*.parquet files in this folder (not written by `mmscore score`)")
+        return parts
+    if kind != FileType.File:
+        raise InputError(f"{spec}: no such file")
+    return [output]
