@@ -160,6 +160,15 @@ def score(
         bool, typer.Option(help="Continue an interrupted run into the same output (file or folder).")
     ] = False,
     limit: Annotated[int | None, typer.Option(min=0, help="Score only the first N rows.")] = None,
+    part_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Rows per written part (a Ray shard), rounded up to whole chunks of batch-size × 8 rows "
+            "\\[default: one chunk; Ray: four]. With --output-dir: bigger parts, fewer files; a crash costs "
+            "up to one part's work.",
+        ),
+    ] = None,
     allow_private_urls: PrivateOpt = False,
     image_root: ImageRootOpt = None,
     precision: Annotated[
@@ -188,7 +197,8 @@ def score(
     """Label every pair: stream the input, fetch and cache images, write one output row per input row.
 
     Output columns: all input columns, pred_label, prob_contradictory, prob_implies, prob_noentailment,
-    image_1_status, image_2_status, text_status. Run facts go into the Parquet file's metadata.
+    image_1_status, image_2_status, text_status. Run facts go into the Parquet file's metadata (with
+    --output-dir: DIR/_mmscore.json).
     """
     from mmscore.io.pairs_reader import open_pairs
     from mmscore.scorer import Scorer, scored_output
@@ -209,8 +219,9 @@ def score(
             fetch_workers=fetch_workers,
             precision=precision,
         )
-    engine_options["output_dir" if target.folder else "output"] = target.spec
-    summary = _score_with_progress(scorer, input, limit, resume, engine_options)
+    run_options = {**engine_options, "output_dir" if target.folder else "output": target.spec}
+    run_options.update(limit=limit, resume=resume, part_rows=part_rows)
+    summary = _score_with_progress(scorer, input, run_options)
     _print_score_summary(summary, target.spec)
     card = scorer.predictor.card
     if not card.uses_images:
@@ -235,7 +246,7 @@ def _engine_options(engine: str, address: str | None, actors: int | None) -> dic
     return {"engine": engine, "ray_options": RayOptions(address=address, actors=actors)}
 
 
-def _score_with_progress(scorer, input, limit, resume, engine_options):
+def _score_with_progress(scorer, input, run_options: dict):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mmscore.pipeline import SEEN
@@ -267,9 +278,7 @@ def _score_with_progress(scorer, input, limit, resume, engine_options):
         def on_start(total: int | None) -> None:
             progress.update(task, total=total)
 
-        return scorer.score_file(
-            input, limit=limit, resume=resume, on_start=on_start, on_progress=on_progress, **engine_options
-        )
+        return scorer.score_file(input, on_start=on_start, on_progress=on_progress, **run_options)
 
 
 def _print_score_summary(summary, output: str) -> None:

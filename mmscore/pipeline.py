@@ -44,10 +44,19 @@ class ScoreOptions:
     limit: int | None = None
     resume: bool = False
     length_batches: bool = True  # cut batches from rows sorted by length (False: file order, the old way)
+    part_chunks: int | None = None  # chunks per written part (a Ray shard); None: the engine's default
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.chunk_batches < 1 or self.fetch_workers < 1:
-            raise ValueError("batch size, chunk batches and fetch workers must be at least 1")
+        if (
+            min(
+                self.batch_size,
+                self.chunk_batches,
+                self.fetch_workers,
+                1 if self.part_chunks is None else self.part_chunks,
+            )
+            < 1
+        ):
+            raise ValueError("batch size, chunk batches, fetch workers and part chunks must be at least 1")
         if self.limit is not None and self.limit < 0:
             raise ValueError("limit must not be negative")
 
@@ -359,14 +368,20 @@ def score_pairs(
     limit = None if options.limit is None else max(0, options.limit - writer.rows_done)
     scorer = ChunkScorer(predictor, fetcher, options.batch_size, options.length_batches)
     tables = _limited(source.chunks(options.chunk_rows, skip=writer.rows_done), limit)
+    part: list[pa.Table] = []  # scored chunks not yet written: a crash costs at most one part's work
     try:
         for scored in scorer.score_stream(tables, options.fetch_workers):
-            writer.write(scored)
+            part.append(scored)
+            if len(part) == (options.part_chunks or 1):
+                writer.write(pa.concat_tables(part))
+                part = []
             count_rows(summary, scored)
             if on_progress:
                 on_progress(scored.num_rows, summary.image_statuses)
     except ScoringError as exc:
         raise ScoringError(f"{source.path}: {exc}") from exc.__cause__
+    if part:
+        writer.write(pa.concat_tables(part))
     summary.seconds = time.perf_counter() - started
     writer.finish(run_facts(summary, source, predictor, options, started_at), output_schema(source.schema))
     return summary
@@ -403,4 +418,5 @@ def run_facts(
         "text_status_counts": dict(summary.text_statuses),
         "batch_size": options.batch_size,
         "fetch_workers": options.fetch_workers,
+        "part_rows": options.chunk_rows * (options.part_chunks or 1),
     }

@@ -176,7 +176,6 @@ def require_ray():
 class RayOptions:
     address: str | None = None  # an existing cluster ("auto", "ray://host:10001"); None starts a local Ray
     actors: int | None = None  # default: one per node (per GPU where there are GPUs)
-    shard_chunks: int = SHARD_CHUNKS
 
 
 def connect(ray, address: str | None) -> None:
@@ -233,7 +232,7 @@ def score_with_ray(
     files = parquet_layout(source)
     total = sum(rows for _f, rows in files)
     total = total if options.limit is None else min(total, options.limit)
-    shard_rows = options.chunk_rows * ray_options.shard_chunks
+    shard_rows = options.chunk_rows * (options.part_chunks or SHARD_CHUNKS)
     key = {**run_key(source, predictor, options), "engine": "ray", "shard_rows": shard_rows}
     writer = ScoredWriter(output, key, resume=options.resume)
     shards = plan_shards(total, shard_rows)
@@ -256,7 +255,8 @@ def score_with_ray(
             if on_progress:
                 on_progress(rows, summary.image_statuses)
     summary.seconds = time.perf_counter() - started
-    facts = {**run_facts(summary, source, predictor, options, started_at), "engine": "ray", "shards": len(shards)}
+    facts = run_facts(summary, source, predictor, options, started_at)
+    facts.update(engine="ray", shards=len(shards), part_rows=shard_rows)
     writer.finish(facts, output_schema(source.schema), part_count=len(shards))
     return summary
 

@@ -10,6 +10,7 @@ The CLI's ``score`` command is a thin caller of :meth:`Scorer.score_file`.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -135,6 +136,7 @@ class Scorer:
         output_dir: str | Path | None = None,
         limit: int | None = None,
         resume: bool = False,
+        part_rows: int | None = None,
         on_start: Callable[[int | None], None] | None = None,
         on_progress: Callable[[int, Counter], None] | None = None,
         engine: str = "local",
@@ -144,8 +146,12 @@ class Scorer:
         resumable. ``input``: a .csv/.parquet file, a folder or glob of them, any of those as an object-store
         URI, or "-" for CSV on stdin. Outputs may be object-store URIs too.
 
+        ``part_rows``: rows per written part (a Ray shard), rounded up to whole chunks (``batch_size`` × 8
+        rows); default one chunk (Ray: four). Bigger parts make fewer files in ``output_dir``; a crash then
+        costs up to one part's work.
+
         ``on_start(rows)`` gets the number of rows to score (None when unknown, e.g. CSV); ``on_progress(rows,
-        image_statuses)`` is called after each written chunk. ``engine="ray"`` scores on a Ray cluster
+        image_statuses)`` is called after each scored chunk. ``engine="ray"`` scores on a Ray cluster
         (:mod:`mmscore.ray_engine`, ``ray_options`` a :class:`~mmscore.ray_engine.RayOptions`): same output.
         """
         target = scored_output(output, output_dir)
@@ -153,7 +159,8 @@ class Scorer:
             raise InputError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
         source = open_pairs(input)
         root = self.image_root or default_image_root(input)
-        options = replace(self.options, limit=limit, resume=resume)
+        chunks = None if part_rows is None else max(1, math.ceil(part_rows / self.options.chunk_rows))
+        options = replace(self.options, limit=limit, resume=resume, part_chunks=chunks)
         if on_start:
             total = source.num_rows
             on_start(total if limit is None or total is None else min(limit, total))

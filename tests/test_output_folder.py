@@ -73,6 +73,18 @@ def test_a_new_run_into_the_folder_replaces_every_part_of_the_old_one(scored, tm
     assert len(empty) == 0 and list(empty.columns) == list(pd.read_parquet(file).columns)
 
 
+def test_part_rows_are_rounded_up_to_whole_chunks_and_change_no_value(scored, tmp_path):
+    scorer, file, _folder = scored
+    scorer.score_file(SAMPLE / "pairs.csv", output_dir=tmp_path / "big", part_rows=10)  # two 8-row chunks a part
+    sizes = [pq.ParquetFile(p).metadata.num_rows for p in sorted((tmp_path / "big").glob("part-*"))]
+    assert sizes == [16, 4] and read_run_facts(tmp_path / "big")["part_rows"] == 16
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "big"), pd.read_parquet(file), check_exact=True)
+    (tmp_path / "big" / "part-000001.parquet").unlink()  # as if killed after the first part
+    summary = scorer.score_file(SAMPLE / "pairs.csv", output_dir=tmp_path / "big", part_rows=10, resume=True)
+    assert summary.resumed_rows == 16
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "big"), pd.read_parquet(file), check_exact=True)
+
+
 def _rows(n: int) -> pa.Table:
     return pa.table({"row": list(range(n)), "text_1": [f"t{i}" for i in range(n)]})
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -96,7 +97,8 @@ def _score_on_ray(scorer, folder, out, **options):
     settings = {"model": scorer.model, "fetcher": {**scorer._image_options, "image_root": SAMPLE}}
     from mmscore.io.pairs_reader import open_pairs
 
-    return score_with_ray(open_pairs(folder), out, scorer.predictor, settings, scorer.options, RayOptions(**options))
+    score_options = replace(scorer.options, part_chunks=options.pop("part_chunks", None))
+    return score_with_ray(open_pairs(folder), out, scorer.predictor, settings, score_options, RayOptions(**options))
 
 
 def test_shards_cover_every_row_once():
@@ -113,7 +115,7 @@ def test_folder_input_is_one_table_in_sorted_order(scorer, pairs_folder, local_o
 
 def test_ray_equals_local_bit_for_bit_on_many_uneven_files(scorer, pairs_folder, local_output, local_ray, tmp_path):
     out = tmp_path / "ray.parquet"
-    summary = _score_on_ray(scorer, pairs_folder, out, actors=2, shard_chunks=1)
+    summary = _score_on_ray(scorer, pairs_folder, out, actors=2, part_chunks=1)
     assert_same_output(out, local_output)
     facts = json.loads(pq.read_schema(out).metadata[b"mmscore"])
     assert facts["engine"] == "ray" and facts["shards"] == 10 and summary.rows == sum(FILE_SIZES)
@@ -129,7 +131,7 @@ def test_ray_writes_a_folder_of_parts_to_s3_equal_to_local(s3_endpoint, scorer, 
 
     bucket = s3_filesystem(s3_endpoint)
     bucket.create_dir("ray-out")
-    _score_on_ray(scorer, pairs_folder, ScoredOutput("s3://ray-out/scored", folder=True), actors=2, shard_chunks=2)
+    _score_on_ray(scorer, pairs_folder, ScoredOutput("s3://ray-out/scored", folder=True), actors=2, part_chunks=2)
     listed = bucket.get_file_info(pafs.FileSelector("ray-out/scored"))
     assert sorted(i.base_name for i in listed if i.base_name.startswith("part-")) == [
         f"part-{i:06d}.parquet" for i in range(5)
@@ -184,7 +186,7 @@ def test_an_actor_killed_mid_run_is_replaced_and_the_output_is_exact(
     scorer, pairs_folder, local_output, local_ray, tmp_path
 ):
     out = tmp_path / "ray.parquet"
-    run = _in_thread(lambda: _score_on_ray(scorer, pairs_folder, out, actors=1, shard_chunks=1))
+    run = _in_thread(lambda: _score_on_ray(scorer, pairs_folder, out, actors=1, part_chunks=1))
     _wait_for_parts(tmp_path / "ray.parquet.parts", 2)
     killed = _actor_pids()
     assert killed, "no actor process found to kill"
@@ -226,7 +228,7 @@ def test_losing_a_node_mid_run_loses_and_duplicates_no_row(scorer, pairs_folder,
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, _node_ip_address="127.0.0.1", log_to_driver=False)
         out = tmp_path / "ray.parquet"
-        run = _in_thread(lambda: _score_on_ray(scorer, pairs_folder, out, actors=2, shard_chunks=1))
+        run = _in_thread(lambda: _score_on_ray(scorer, pairs_folder, out, actors=2, part_chunks=1))
         _wait_for_parts(tmp_path / "ray.parquet.parts", 2)
         cluster.remove_node(worker)
         run.finish()

@@ -173,13 +173,10 @@ class ScoredWriter:
                     writer.write_table(pq.read_table(f).replace_schema_metadata(schema.metadata))
 
     def _finish_folder(self, facts: dict, empty_schema: pa.Schema, count: int) -> None:
-        """Parts ``0 .. count - 1`` are the output (one empty part when there are no rows, so the folder still
-        reads as a table with the output columns); any other part goes; the facts are written last."""
+        """The parts are the output (one empty part when there are no rows, so the folder still reads as a
+        table with the output columns); the facts are written last."""
         if count == 0:
             write_part(self.part(0), empty_schema.empty_table())
-            count = 1
-        for index in self.finished_parts() - set(range(count)):
-            self.part(index).remove()
         self.parts.child(FACTS_FILE).write_text(json.dumps(facts))
 
     def _remove_parts(self, parts: list[Storage]) -> None:
