@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +26,9 @@ import pyarrow.parquet as pq
 def scored_table(rows: int) -> pa.Table:
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(3), rows).astype(np.float32)
-    words = np.array("storm closes the harbour bridge all weekend traffic river city council says".split())
+    words = np.array(
+        ["storm", "closes", "the", "harbour", "bridge", "all", "weekend", "traffic", "river", "city", "council", "says"]
+    )
     texts = [" ".join(rng.choice(words, 18)) for _ in range(min(rows, 5000))]
     text = [texts[i % len(texts)] for i in range(rows)]
     return pa.table(

@@ -41,6 +41,7 @@ def m(name: str, file: str, tests: str, *patches: tuple[str, str]) -> Mutant:
 CAL, ALIGN, HOSTILE = "tests/test_calibration.py", "tests/test_scoring_alignment.py", "tests/test_hostile_cells.py"
 FAST, API = "tests/test_fast_encoders.py", "tests/test_python_api.py"
 PRESET, RAY = "tests/test_preset_encoders.py", "tests/test_ray_engine.py"
+STORE, FOLDER = "tests/test_object_store.py", "tests/test_output_folder.py"
 MUTANTS = [
     # the five that passed the suite before (issue 19)
     m("offsets not applied", "mmscore/model/predictor.py", CAL,
@@ -130,12 +131,24 @@ MUTANTS = [
     m("BERT pooler ignored", "mmscore/encoders/keras_hub_preset.py", PRESET + "::test_model_on_preset_folders_scores_from_its_card_alone",
       ('return "pooled" if isinstance(backbone.output, dict)', 'return "mean" if isinstance(backbone.output, dict)')),
     m("folder files in listing order", "mmscore/io/pairs_reader.py", RAY + "::test_folder_input_is_one_table_in_sorted_order",
-      ("return sorted((i for i in listed if i.base_name.lower().endswith(SUFFIXES)), key=lambda i: i.path)",
-       "return sorted((i for i in listed if i.base_name.lower().endswith(SUFFIXES)), key=lambda i: -i.size)")),
+      ("and i.base_name.lower().endswith(SUFFIXES)), key=_path)", "and i.base_name.lower().endswith(SUFFIXES)), key=lambda i: -i.size)")),
     m("shard reads one row group too few", "mmscore/io/pairs_reader.py", RAY + "::test_ray_equals_local_bit_for_bit_on_many_uneven_files",
       ("last = next(g for g, upto in enumerate(bounds) if upto >= hi)", "last = next(g for g, upto in enumerate(bounds) if upto > lo)")),
     m("resume rescores finished shards", "mmscore/ray_engine.py", RAY + "::test_killed_driver_then_resume_is_exact",
       ("    done = writer.finished_parts() & {s.index for s in shards}", "    done = set()")),
+    # outputs: URIs, folders of parts, part sizes
+    m("torn object left after a failed upload", "mmscore/io/output_storage.py", STORE + "::test_s3_parts_resume_and_a_failed_publish_leaves_no_torn_output",
+      ("            with suppress(OSError):\n                self.remove()\n", "            pass\n")),
+    m("a user's folder cleared", "mmscore/io/scored_writer.py", FOLDER + "::test_output_choice_errors_are_one_line_before_the_model_loads",
+      ("    if names and RUN_KEY_FILE not in names:", "    if False:")),
+    m("old parts kept by a new run", "mmscore/io/scored_writer.py", FOLDER + "::test_a_new_run_into_the_folder_replaces_every_part_of_the_old_one",
+      ("if name in (RUN_KEY_FILE, FACTS_FILE) or fnmatch.fnmatchcase(name, PARTS):", "if name in (RUN_KEY_FILE, FACTS_FILE):")),
+    m("last short part never written", "mmscore/pipeline.py", FOLDER + "::test_part_rows_are_rounded_up_to_whole_chunks_and_change_no_value",
+      ("    if part:\n        writer.write(pa.concat_tables(part))\n", "")),
+    m("hidden files read as data", "mmscore/io/pairs_reader.py", "tests/test_reader.py::test_a_folder_or_glob_is_one_table_in_name_order",
+      ('return not info.base_name.startswith((".", "_"))', "return True")),
+    m("report reads the first part only", "mmscore/io/scored_writer.py", FOLDER + "::test_report_and_review_queue_read_the_folder_like_the_file",
+      ("parts = [output.child(name) for name in output.names(PARTS)]", "parts = [output.child(name) for name in output.names(PARTS)][:1]")),
 ]  # fmt: skip
 
 
