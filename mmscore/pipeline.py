@@ -47,15 +47,7 @@ class ScoreOptions:
     part_chunks: int | None = None  # chunks per written part (a Ray shard); None: the engine's default
 
     def __post_init__(self):
-        if (
-            min(
-                self.batch_size,
-                self.chunk_batches,
-                self.fetch_workers,
-                1 if self.part_chunks is None else self.part_chunks,
-            )
-            < 1
-        ):
+        if min(self.batch_size, self.chunk_batches, self.fetch_workers) < 1 or self.part_chunks == 0:
             raise ValueError("batch size, chunk batches, fetch workers and part chunks must be at least 1")
         if self.limit is not None and self.limit < 0:
             raise ValueError("limit must not be negative")

@@ -35,6 +35,7 @@ METADATA_KEY = b"mmscore"
 RUN_KEY_FILE = "_mmscore_run.json"
 FACTS_FILE = "_mmscore.json"
 PARTS = "part-*.parquet"
+OURS = (PARTS, ".*.part-*.parquet", ".*._mmscore*.json")  # parts and the temporary files they are written as
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,11 @@ class ScoredWriter:
 
     def _clear_folder(self) -> None:
         """Remove an earlier run's files from the output folder; refuse a folder mmscore did not write."""
-        for name in _refuse_foreign_folder(self.parts, OutputError):
-            if name in (RUN_KEY_FILE, FACTS_FILE) or fnmatch.fnmatchcase(name, PARTS):
+        names = _refuse_foreign_folder(self.parts, OutputError)
+        # the facts first (the folder stops claiming to be complete), the run record last (a kill part-way
+        # leaves a folder that is still recognisably mmscore's); hidden names: a killed writer's temp files
+        for name in sorted(names, key=lambda n: (n != FACTS_FILE, n == RUN_KEY_FILE)):
+            if name in (RUN_KEY_FILE, FACTS_FILE) or any(fnmatch.fnmatchcase(name, p) for p in OURS):
                 self.parts.child(name).remove()
 
     def _adopt_existing_parts(self) -> None:
