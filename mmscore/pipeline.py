@@ -28,6 +28,7 @@ from mmscore.images.fetcher import DEFERRED, ImageFetcher, image_reference
 from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE, PairsSource
 from mmscore.io.scored_writer import ScoredOutput, ScoredWriter
 from mmscore.labels import LABELS, PROB_COLUMNS
+from mmscore.lookahead import lookahead
 from mmscore.model.predictor import Predictor
 
 STATUS_COLUMNS = ("image_1_status", "image_2_status", "text_status")
@@ -296,7 +297,7 @@ class ChunkScorer:
     def score_stream(self, tables: Iterable[pa.Table], fetch_workers: int) -> Iterator[pa.Table]:
         """Each table scored, in order, the next one prepared in the background while the current one is scored."""
         with ThreadPoolExecutor(fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
-            for chunk in _prepared_ahead(tables, lambda table: self.prepare(table, pool)):
+            for chunk in lookahead(tables, lambda table: self.prepare(table, pool), 1, "mmscore-prepare"):
                 yield self.score(chunk)
 
 
@@ -308,18 +309,6 @@ def _limited(chunks: Iterator[pa.Table], remaining: int | None) -> Iterator[pa.T
             table = table.slice(0, remaining)
             remaining -= table.num_rows
         yield table
-
-
-def _prepared_ahead(tables: Iterator[pa.Table], prepare: Callable[[pa.Table], PreparedChunk]):
-    """Prepare the next chunk in the background while the current one is being scored."""
-    with ThreadPoolExecutor(1, thread_name_prefix="mmscore-prepare") as ahead:
-        pending: deque = deque()
-        for table in tables:
-            pending.append(ahead.submit(prepare, table))
-            if len(pending) > 1:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def run_key(source: PairsSource, predictor: Predictor, options: ScoreOptions) -> dict:

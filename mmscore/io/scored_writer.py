@@ -30,11 +30,13 @@ from pyarrow.fs import FileType
 
 from mmscore.errors import InputError, OutputError, ResumeMismatch
 from mmscore.io.output_storage import Storage, is_uri
+from mmscore.lookahead import lookahead
 
 METADATA_KEY = b"mmscore"
 RUN_KEY_FILE = "_mmscore_run.json"
 FACTS_FILE = "_mmscore.json"
 PARTS = "part-*.parquet"
+ASSEMBLY_READ_AHEAD = 8  # parts read ahead while one file is assembled on an object store
 OURS = (PARTS, ".*.part-*.parquet", ".*._mmscore*.json")  # parts and the temporary files they are written as
 
 
@@ -171,10 +173,11 @@ class ScoredWriter:
     def _publish_file(self, facts: dict, empty_schema: pa.Schema, parts: list[Storage]) -> None:
         schema = _read_schema(parts[0]) if parts else empty_schema
         schema = schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: json.dumps(facts).encode()})
+        # On an object store each part is a request to wait for: read a few ahead (memory: a few parts).
+        depth = 1 if self.target.is_local else ASSEMBLY_READ_AHEAD
         with self.target.published() as out, pq.ParquetWriter(out, schema) as writer:
-            for part in parts:
-                with part.open() as f:
-                    writer.write_table(pq.read_table(f).replace_schema_metadata(schema.metadata))
+            for table in lookahead(parts, _read_table, depth, "mmscore-assemble"):
+                writer.write_table(table.replace_schema_metadata(schema.metadata))
 
     def _finish_folder(self, facts: dict, empty_schema: pa.Schema, count: int) -> None:
         """The parts are the output (one empty part when there are no rows, so the folder still reads as a
@@ -184,9 +187,11 @@ class ScoredWriter:
         self.parts.child(FACTS_FILE).write_text(json.dumps(facts))
 
     def _remove_parts(self, parts: list[Storage]) -> None:
-        """Last part first, run record last: a kill part-way leaves a valid prefix for ``--resume``."""
-        for part in reversed(parts):
-            part.remove()
+        """On a disk: last part first, run record last, so a kill part-way leaves a valid prefix for ``--resume``.
+        On an object store: one batched delete (a request per part costs as much as the assembly itself)."""
+        if self.parts.is_local:
+            for part in reversed(parts):
+                part.remove()
         self.parts.remove_dir()
 
 
@@ -199,6 +204,11 @@ def write_part(part: Storage, table: pa.Table) -> None:
 def _num_rows(part: Storage) -> int:
     with part.open() as f:
         return pq.ParquetFile(f).metadata.num_rows
+
+
+def _read_table(part: Storage) -> pa.Table:
+    with part.open() as f:
+        return pq.read_table(f)
 
 
 def _read_schema(part: Storage) -> pa.Schema:
