@@ -182,7 +182,7 @@ def score(
         str,
         typer.Option(
             help="local (this process) or ray (a Ray cluster through Ray Data; Parquet input; needs "
-            "mmscore[ray]). Both write the same rows, order, values and schema."
+            "mmscore\\[ray]). Both write the same rows, order, values and schema."
         ),
     ] = "local",
     address: Annotated[
@@ -301,7 +301,7 @@ def _print_score_summary(summary, output: str) -> None:
 @command
 def train(
     data: Annotated[
-        Path, typer.Argument(help="Labelled pairs (.csv/.parquet): text_1, text_2, label [, image_*, id_*].")
+        Path, typer.Argument(help="Labelled pairs (.csv/.parquet): text_1, text_2, label \\[, image_*, id_*].")
     ],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path("model"),
     images: Annotated[

@@ -137,3 +137,18 @@ def test_engine_choice_errors_are_one_line_before_the_model_loads(tmp_path, monk
     missing = CliRunner().invoke(app, [*args, "--engine", "ray"])
     assert missing.exit_code == 2 and "--engine ray needs Ray, which is not installed" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_help_shows_every_bracketed_text():
+    """Rich markup must not eat "[ray]", "[default: ...]" or "[, image_*]" from any command's --help."""
+    import re
+
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    for name, command in commands.items():
+        help_text = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "400"}).output
+        shown = re.sub(r"[\s│]+", " ", help_text)
+        for param in command.params:
+            for bracketed in re.findall(r"\[[^\]]*\]", (getattr(param, "help", None) or "").replace("\\", "")):
+                assert re.sub(r"\s+", " ", bracketed) in shown, (name, param.name, bracketed)
