@@ -128,3 +128,18 @@ def test_an_s3_output_in_a_missing_bucket_stops_before_scoring(s3_endpoint):
         scored_output("s3://no-such-bucket/out.parquet")
     with pytest.raises(InputError, match="no such bucket"):
         scored_output(None, "s3://no-such-bucket/folder")
+
+
+def test_the_cli_writes_and_reports_s3_uris(bucket_with_pairs, out_bucket, model_dir):
+    """The URIs reach the storage layer as written (a path type would fold "s3://" into "s3:/")."""
+    from typer.testing import CliRunner
+
+    from mmscore.cli import app
+
+    uri, frame = bucket_with_pairs
+    args = ["--model", str(model_dir), "--image-root", str(SAMPLE), "--precision", "float32"]
+    scored = CliRunner().invoke(app, ["score", uri, "-o", "s3://scored/cli/out.parquet", *args])
+    assert scored.exit_code == 0, scored.output
+    assert pq.read_metadata("scored/cli/out.parquet", filesystem=out_bucket).num_rows == len(frame)
+    report = CliRunner().invoke(app, ["report", "s3://scored/cli/out.parquet", "--json"])
+    assert report.exit_code == 0 and f'"rows": {len(frame)}' in report.output, report.output

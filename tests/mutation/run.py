@@ -149,6 +149,8 @@ MUTANTS = [
       ('return not info.base_name.startswith((".", "_"))', "return True")),
     m("report reads the first part only", "mmscore/io/scored_writer.py", FOLDER + "::test_report_and_review_queue_read_the_folder_like_the_file",
       ("parts = [output.child(name) for name in output.names(PARTS)]", "parts = [output.child(name) for name in output.names(PARTS)][:1]")),
+    m("CLI output parsed as a path", "mmscore/cli.py", STORE + "::test_the_cli_writes_and_reports_s3_uris",
+      ('    output: Annotated[\n        str | None,', '    output: Annotated[\n        Path | None,')),
 ]  # fmt: skip
 
 
