@@ -206,7 +206,7 @@ def score(
     target = scored_output(output, output_dir)
     _require_folder(image_root, "--image-root")
     if input != "-":
-        open_pairs(input)  # a wrong file or missing column stops here, before the model loads
+        target.check_apart(open_pairs(input).files)  # a wrong file or missing column stops before the model loads
     engine_options = _engine_options(engine, address, actors)
     with console.status("loading model..."):
         scorer = Scorer(

@@ -158,6 +158,7 @@ class Scorer:
         if engine not in ENGINES:
             raise InputError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
         source = open_pairs(input)
+        target.check_apart(source.files)
         root = self.image_root or default_image_root(input)
         chunks = None if part_rows is None else max(1, math.ceil(part_rows / self.options.chunk_rows))
         options = replace(self.options, limit=limit, resume=resume, part_chunks=chunks)

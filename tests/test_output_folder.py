@@ -120,11 +120,16 @@ def test_output_choice_errors_are_one_line_before_the_model_loads(tmp_path):
         "is a folder; -o needs a .parquet file name": ["score", pairs, "-o", str(tmp_path / "x.parquet"), *model],
     }
     (tmp_path / "x.parquet").mkdir()
+    earlier = tmp_path / "earlier"  # an earlier run's folder, scored again into itself
+    earlier.mkdir()
+    (earlier / "_mmscore_run.json").write_text("{}")
+    pq.write_table(pa.table({"text_1": ["a"], "text_2": ["b"]}), earlier / "part-000000.parquet")
+    cases["the input is inside --output-dir"] = ["score", str(earlier), "--output-dir", str(earlier), *model]
     for expected, args in cases.items():
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and expected.strip() in result.output, (args, result.output)
         assert "Traceback" not in result.output
-    assert (tmp_path / "mine" / "notes.txt").exists()
+    assert (tmp_path / "mine" / "notes.txt").exists() and (earlier / "part-000000.parquet").exists()
 
 
 def test_cli_writes_a_folder_and_reports_on_it(scored, model_dir, tmp_path):

@@ -65,6 +65,19 @@ class ScoredOutput:
         if not self.folder and kind == FileType.Directory:
             raise InputError(f"{self.spec}: is a folder; -o needs a .parquet file name (or use --output-dir)")
 
+    def check_apart(self, inputs: list) -> None:
+        """Refuse an output folder that holds input files (``InputFile``s): a new run clears the folder first."""
+        if not self.folder:
+            return  # a file is replaced only after every row was read
+        inside = _comparable(Storage.at(self.spec)) + "/"
+        for f in inputs:
+            if _comparable(Storage(f.name, f.filesystem, f.path)).startswith(inside):
+                raise InputError(f"{f.name}: the input is inside --output-dir {self.spec}; choose another folder")
+
+
+def _comparable(place: Storage) -> str:
+    return os.path.realpath(place.path) if place.is_local else place.path
+
 
 def _refuse_foreign_folder(folder: Storage, error: type[Exception]) -> list[str]:
     """The folder's names, unless it holds files and no record of an mmscore run: never clear a user's folder."""
