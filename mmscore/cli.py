@@ -205,8 +205,10 @@ def score(
 
     target = scored_output(output, output_dir)
     _require_folder(image_root, "--image-root")
-    if input != "-":
-        target.check_apart(open_pairs(input).files)  # a wrong file or missing column stops before the model loads
+    # a wrong file or missing column stops here, before the model loads; the opened input is what gets scored
+    source = open_pairs(input) if input != "-" else None
+    if source:
+        target.check_apart(source.files)
     engine_options = _engine_options(engine, address, actors)
     with console.status("loading model..."):
         scorer = Scorer(
@@ -221,7 +223,7 @@ def score(
         )
     run_options = {**engine_options, "output_dir" if target.folder else "output": target.spec}
     run_options.update(limit=limit, resume=resume, part_rows=part_rows)
-    summary = _score_with_progress(scorer, input, run_options)
+    summary = _score_with_progress(scorer, source or input, run_options)
     _print_score_summary(summary, target.spec)
     card = scorer.predictor.card
     if not card.uses_images:

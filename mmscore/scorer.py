@@ -22,7 +22,7 @@ from mmscore.errors import InputError, ScoringError, first_line
 from mmscore.images.fetcher import FetchSettings, ImageFetcher
 from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import UrlPolicy
-from mmscore.io.pairs_reader import check_schema, is_glob, open_pairs
+from mmscore.io.pairs_reader import PairsSource, check_schema, is_glob, open_pairs
 from mmscore.io.scored_writer import ScoredOutput
 from mmscore.pipeline import ChunkScorer, RunSummary, ScoreOptions, chunk_slices, output_schema, score_pairs
 
@@ -62,7 +62,7 @@ def default_image_root(input: str | Path) -> Path:
     """Where relative image paths are read from when no image root is given: the input file's folder, the
     input folder itself, or the current folder (stdin, globs, object-store URIs)."""
     spec = str(input)
-    if spec == "-" or "://" in spec or is_glob(spec):
+    if spec in ("-", "<stdin>") or "://" in spec or is_glob(spec):
         return Path.cwd()
     path = Path(spec).expanduser().resolve()
     return path if path.is_dir() else path.parent
@@ -130,7 +130,7 @@ class Scorer:
 
     def score_file(
         self,
-        input: str | Path,
+        input: str | Path | PairsSource,
         output: str | Path | None = None,
         *,
         output_dir: str | Path | None = None,
@@ -144,7 +144,8 @@ class Scorer:
     ) -> RunSummary:
         """Stream ``input`` into ``output`` (.parquet) or ``output_dir`` (a folder of ordered Parquet parts),
         resumable. ``input``: a .csv/.parquet file, a folder or glob of them, any of those as an object-store
-        URI, or "-" for CSV on stdin. Outputs may be object-store URIs too.
+        URI, "-" for CSV on stdin, or what :func:`~mmscore.io.pairs_reader.open_pairs` opened from any of
+        those. Outputs may be object-store URIs too.
 
         ``part_rows``: rows per written part (a Ray shard), rounded up to whole chunks (``batch_size`` × 8
         rows); default one chunk (Ray: four). Bigger parts make fewer files in ``output_dir``; a crash then
@@ -157,9 +158,9 @@ class Scorer:
         target = scored_output(output, output_dir)
         if engine not in ENGINES:
             raise InputError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-        source = open_pairs(input)
+        source = input if isinstance(input, PairsSource) else open_pairs(input)
         target.check_apart(source.files)
-        root = self.image_root or default_image_root(input)
+        root = self.image_root or default_image_root(source.path)
         chunks = None if part_rows is None else max(1, math.ceil(part_rows / self.options.chunk_rows))
         options = replace(self.options, limit=limit, resume=resume, part_chunks=chunks)
         if on_start:
