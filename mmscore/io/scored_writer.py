@@ -108,8 +108,10 @@ class ScoredWriter:
         self.target = Storage.at(self.output.spec)
         self.parts = self.target if self.output.folder else self.target.with_suffix_added(".parts")
         self.run_key = run_key
-        self.rows_done = 0
         self.part_count = 0
+        self._adopted_parts = 0
+        self._adopted_rows: int | None = 0  # None: not counted yet (Ray resumes by shard and never needs it)
+        self._rows_written = 0
         if resume and self._guard(lambda: self.parts.names(PARTS)):
             self._adopt_existing_parts()
         else:
@@ -154,8 +156,16 @@ class ScoredWriter:
         for name in self._guard(lambda: self.parts.names(PARTS)):
             if name != self.part_name(self.part_count):
                 break  # only a contiguous run of parts counts
-            self.rows_done += self._guard(lambda name=name: _num_rows(self.parts.child(name)))
             self.part_count += 1
+        self._adopted_parts, self._adopted_rows = self.part_count, None
+
+    @property
+    def rows_done(self) -> int:
+        """Rows in the adopted and written parts: where the local engine continues (footers read once)."""
+        if self._adopted_rows is None:
+            parts = [self.part(i) for i in range(self._adopted_parts)]
+            self._adopted_rows = self._guard(lambda: sum(_num_rows(part) for part in parts))
+        return self._adopted_rows + self._rows_written
 
     @staticmethod
     def part_name(index: int) -> str:
@@ -170,7 +180,7 @@ class ScoredWriter:
 
     def write(self, table: pa.Table) -> None:
         self._guard(lambda: write_part(self.part(self.part_count), table))
-        self.rows_done += table.num_rows
+        self._rows_written += table.num_rows
         self.part_count += 1
 
     def finish(self, facts: dict, empty_schema: pa.Schema, part_count: int | None = None) -> None:
