@@ -6,8 +6,9 @@ stages, sized apart: CPU tasks (:func:`fetch_shards`, no TensorFlow) read exactl
 row groups that hold them) and fetch and decode its images chunk by chunk; a pool of model actors
 (:class:`ShardScorer`, ``num_gpus=1`` where there are GPUs) loads the model once and scores each fetched
 shard chunk by chunk with :class:`mmscore.pipeline.ChunkScorer` — the same chunks, the same code as the
-local engine, hence the same bytes — and writes its own fixed-name part through a temp file and a rename.
-The driver then assembles the parts in shard order into OUTPUT. Ray is trusted with neither order nor
+local engine, hence the same bytes — and writes its own fixed-name part whole (a temp file and a rename on
+disk, one upload on an object store). The driver then assembles the parts in shard order into OUTPUT, or
+with ``--output-dir`` keeps them as the output. Ray is trusted with neither order nor
 writing: it may run a shard twice (a retried task, a restarted actor); the second run replaces the same part.
 
 The parts folder (``OUTPUT.parts``, or the ``--output-dir`` folder itself) must be visible to every node: on a
