@@ -235,11 +235,9 @@ def score(
 
 def _engine_options(engine: str, address: str | None, actors: int | None) -> dict:
     """``score_file``'s engine arguments; a one-line error for an unknown engine or a missing Ray."""
-    from mmscore.errors import InputError
-    from mmscore.scorer import ENGINES
+    from mmscore.scorer import check_engine
 
-    if engine not in ENGINES:
-        raise InputError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    check_engine(engine)
     if engine == "local":
         return {"engine": engine}
     from mmscore.ray_engine import RayOptions, require_ray

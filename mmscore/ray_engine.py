@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from mmscore.errors import InputError, ScoringError
-from mmscore.io.output_storage import Storage
 from mmscore.io.pairs_reader import InputFile, PairsSource, read_row_range
 from mmscore.io.scored_writer import ScoredOutput, ScoredWriter, write_part
+from mmscore.io.storage import Storage
 from mmscore.pipeline import (
     ChunkScorer,
     RunSummary,

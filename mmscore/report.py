@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmscore.errors import InputError, OutputError, first_line
-from mmscore.io.output_storage import Storage
 from mmscore.io.scored_writer import read_run_facts, scored_parts
+from mmscore.io.storage import Storage
 from mmscore.labels import LABEL_INDEX, LABELS, PROB_COLUMNS
 from mmscore.metrics import CalibrationTally, class_metrics
 

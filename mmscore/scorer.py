@@ -24,6 +24,7 @@ from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import UrlPolicy
 from mmscore.io.pairs_reader import PairsSource, check_schema, is_glob, open_pairs
 from mmscore.io.scored_writer import ScoredOutput
+from mmscore.io.storage import is_uri
 from mmscore.pipeline import ChunkScorer, RunSummary, ScoreOptions, chunk_slices, output_schema, score_pairs
 
 
@@ -58,11 +59,16 @@ def build_fetcher(
 ENGINES = ("local", "ray")
 
 
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+
+
 def default_image_root(input: str | Path) -> Path:
     """Where relative image paths are read from when no image root is given: the input file's folder, the
     input folder itself, or the current folder (stdin, globs, object-store URIs)."""
     spec = str(input)
-    if spec in ("-", "<stdin>") or "://" in spec or is_glob(spec):
+    if spec in ("-", "<stdin>") or is_uri(spec) or is_glob(spec):
         return Path.cwd()
     path = Path(spec).expanduser().resolve()
     return path if path.is_dir() else path.parent
@@ -156,8 +162,7 @@ class Scorer:
         (:mod:`mmscore.ray_engine`, ``ray_options`` a :class:`~mmscore.ray_engine.RayOptions`): same output.
         """
         target = scored_output(output, output_dir)
-        if engine not in ENGINES:
-            raise InputError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+        check_engine(engine)
         source = input if isinstance(input, PairsSource) else open_pairs(input)
         target.check_apart(source.files)
         root = self.image_root or default_image_root(source.path)

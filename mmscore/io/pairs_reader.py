@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from mmscore.errors import InputError, first_line
+from mmscore.io.storage import Storage, is_uri
 
 REQUIRED_COLUMNS = ("text_1", "text_2")
 # Per-row note from the CSV reader (invalid_utf8, malformed_row); becomes text_status, never an output column.
@@ -208,17 +209,11 @@ def input_files(spec: str | Path) -> list[InputFile]:
     import pyarrow.fs as pafs
 
     spec = str(spec)
-    if "://" in spec:
-        # A pattern is not valid URI syntax: parse the folder part, then match the last part against it.
-        base, pattern = spec.rsplit("/", 1) if is_glob(spec) else (spec, "")
-        try:
-            filesystem, path = pafs.FileSystem.from_uri(base)
-        except (pa.ArrowInvalid, OSError, ValueError) as exc:
-            raise InputError(f"{spec}: cannot open the storage ({first_line(exc)})") from exc
-        path = f"{path}/{pattern}" if pattern else path
-        scheme = spec.split("://", 1)[0] + "://"
-    else:
-        filesystem, path, scheme = pafs.LocalFileSystem(), str(Path(spec).expanduser().absolute()), ""
+    # A pattern is not valid URI syntax: parse the folder part, then match the last part against it.
+    base, pattern = spec.rsplit("/", 1) if is_uri(spec) and is_glob(spec) else (spec, "")
+    place = Storage.at(base)
+    filesystem, path = place.filesystem, f"{place.path}/{pattern}" if pattern else place.path
+    scheme = spec.split("://", 1)[0] + "://" if is_uri(spec) else ""
     try:
         infos = _matching(filesystem, path)
     except OSError as exc:
@@ -262,7 +257,7 @@ def _checked(spec: str, files: list[InputFile]) -> list[InputFile]:
     if not files:
         if is_glob(spec):
             raise InputError(f"{spec}: no file matches")
-        if "://" not in spec and Path(spec).expanduser().is_dir():
+        if not is_uri(spec) and Path(spec).expanduser().is_dir():
             raise InputError(f"{spec}: no .csv or .parquet files in this folder")
         raise InputError(f"{spec}: no such file")
     for f in files:
@@ -336,7 +331,7 @@ def open_pairs(path: str | Path) -> PairsSource:
     if str(path) == "-":
         return _open_csv("<stdin>", io.BufferedReader(sys.stdin.buffer, _READ_BUFFER))
     spec = str(path)
-    if "://" not in spec and not is_glob(spec) and not Path(spec).is_dir():
+    if not is_uri(spec) and not is_glob(spec) and not Path(spec).is_dir():
         _check_suffix(spec)  # before looking for the file: a wrong type is the clearer message
     files = input_files(spec)
     if len(files) == 1 and files[0].name == str(Path(spec).expanduser().absolute()):

@@ -10,7 +10,7 @@ parts. Two layouts:
   pandas, pyarrow, Spark or ``mmscore report``; ``finish()`` writes the run facts to ``DIR/_mmscore.json``.
   Files whose names start with ``_`` or ``.`` are not data, by the usual convention of those readers.
 
-OUTPUT may be a local path or an object-store URI (:mod:`mmscore.io.output_storage`). On an object store a
+OUTPUT may be a local path or an object-store URI (:mod:`mmscore.io.storage`). On an object store a
 publish that fails part-way removes OUTPUT (Arrow cannot abandon an upload), and the parts stay for
 ``--resume``.
 """
@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from pyarrow.fs import FileType
 
 from mmscore.errors import InputError, OutputError, ResumeMismatch
-from mmscore.io.output_storage import Storage, is_uri
+from mmscore.io.storage import Storage, is_uri
 from mmscore.lookahead import lookahead
 
 METADATA_KEY = b"mmscore"

@@ -57,8 +57,8 @@ def timed(action) -> float:
 
 
 def run(spec: str, folder: bool, table: pa.Table, part_rows: int) -> tuple[float, float, float]:
-    from mmscore.io.output_storage import Storage
     from mmscore.io.scored_writer import ScoredOutput, ScoredWriter
+    from mmscore.io.storage import Storage
 
     writer = ScoredWriter(ScoredOutput(spec, folder), {"bench": spec}, resume=False)
     write = timed(lambda: [writer.write(t) for t in _slices(table, part_rows)])

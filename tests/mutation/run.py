@@ -137,7 +137,7 @@ MUTANTS = [
     m("resume rescores finished shards", "mmscore/ray_engine.py", RAY + "::test_killed_driver_then_resume_is_exact",
       ("    done = writer.finished_parts() & {s.index for s in shards}", "    done = set()")),
     # outputs: URIs, folders of parts, part sizes
-    m("torn object left after a failed upload", "mmscore/io/output_storage.py", STORE + "::test_s3_parts_resume_and_a_failed_publish_leaves_no_torn_output",
+    m("torn object left after a failed upload", "mmscore/io/storage.py", STORE + "::test_s3_parts_resume_and_a_failed_publish_leaves_no_torn_output",
       ("            with suppress(OSError):\n                self.remove()\n", "            pass\n")),
     m("a user's folder cleared", "mmscore/io/scored_writer.py", FOLDER + "::test_output_choice_errors_are_one_line_before_the_model_loads",
       ("    if names and RUN_KEY_FILE not in names:", "    if False:")),

@@ -1,4 +1,5 @@
-"""Where scored output lives: a local path or an object-store URI (``s3://…``, ``gs://…``), one interface.
+"""Where a file or folder lives: a local path or an object-store URI (``s3://…``, ``gs://…``), one interface
+for inputs and outputs.
 
 Every write is all or nothing. On a local disk a file is written under a hidden temporary name and renamed
 onto its own; an object store needs no temporary name, because an object becomes visible only when its
