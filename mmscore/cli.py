@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -201,6 +202,7 @@ def score(
     --output-dir: DIR/_mmscore.json).
     """
     from mmscore.io.pairs_reader import open_pairs
+    from mmscore.precision import EmulatedPrecisionWarning
     from mmscore.scorer import Scorer, scored_output
 
     target = scored_output(output, output_dir)
@@ -210,7 +212,8 @@ def score(
     if source:
         target.check_apart(source.files)
     engine_options = _engine_options(engine, address, actors)
-    with console.status("loading model..."):
+    with console.status("loading model..."), warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always", EmulatedPrecisionWarning)
         scorer = Scorer(
             model,
             image_cache=image_cache,
@@ -221,6 +224,9 @@ def score(
             fetch_workers=fetch_workers,
             precision=precision,
         )
+    for warning in warned:
+        if issubclass(warning.category, EmulatedPrecisionWarning):
+            console.print(f"warning: {warning.message}", highlight=False, soft_wrap=True)
     run_options = {**engine_options, "output_dir" if target.folder else "output": target.spec}
     run_options.update(limit=limit, resume=resume, part_rows=part_rows)
     summary = _score_with_progress(scorer, source or input, run_options)
@@ -301,7 +307,11 @@ def _print_score_summary(summary, output: str) -> None:
 @command
 def train(
     data: Annotated[
-        Path, typer.Argument(help="Labelled pairs (.csv/.parquet): text_1, text_2, label \\[, image_*, id_*].")
+        str,
+        typer.Argument(
+            help="Labelled pairs: text_1, text_2, label \\[, image_*, id_*]. Anything score reads: a .csv/.parquet "
+            "file, a folder or glob of them, an s3:// or gs:// URI, or - for CSV on stdin."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path("model"),
     images: Annotated[
@@ -367,7 +377,7 @@ def train(
     With --fine-tune, each fold (and the final model) also trains the text encoder, starting from the head
     fitted on frozen embeddings; the model directory then holds the tuned encoder weights too.
     """
-    from mmscore.scorer import build_fetcher
+    from mmscore.scorer import build_fetcher, default_image_root
     from mmscore.training import LEXICAL_FEATURES, TrainOptions, train_model
 
     _require_folder(images, "--images")
@@ -387,8 +397,8 @@ def train(
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    # --images names files by id inside that folder; otherwise image_* paths are read under the data's folder.
-    root = image_root or images or data.resolve().parent
+    # --images names files by id inside that folder; otherwise image_* paths are read where scoring reads them.
+    root = image_root or images or default_image_root(data)
     fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
     _report_devices()
     try:

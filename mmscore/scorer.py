@@ -26,6 +26,7 @@ from mmscore.io.pairs_reader import PairsSource, check_schema, is_glob, open_pai
 from mmscore.io.scored_writer import ScoredOutput
 from mmscore.io.storage import is_uri
 from mmscore.pipeline import ChunkScorer, RunSummary, ScoreOptions, chunk_slices, output_schema, score_pairs
+from mmscore.precision import warn_if_emulated
 
 
 def scored_output(output: str | Path | None, output_dir: str | Path | None = None) -> ScoredOutput:
@@ -103,6 +104,7 @@ class Scorer:
             self.predictor = Predictor.load(model, precision)
         except ValueError as exc:  # an unknown precision
             raise InputError(str(exc)) from exc
+        warn_if_emulated(precision)
         self.model = None if model is None else str(Path(model).resolve())
         self.options = ScoreOptions(batch_size=batch_size, fetch_workers=fetch_workers)
         self._image_options = dict(image_cache=image_cache, offline=offline, allow_private_urls=allow_private_urls)

@@ -7,9 +7,13 @@ cross-fitted on out-of-fold predictions -> pick the loss by macro-F1 -> fit on a
 from __future__ import annotations
 
 import hashlib
+import shutil
+import sys
+import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,7 +114,7 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def read_labelled_pairs(path: Path) -> tuple[pd.DataFrame, int]:
+def read_labelled_pairs(path: str | Path) -> tuple[pd.DataFrame, int]:
     """Labelled pairs as strings (ids intact), read by the scoring reader; rows with an empty text or a
     malformed CSV record are dropped and counted."""
     source = open_pairs(path)  # same checks as scoring: file type, readability, text columns
@@ -458,7 +462,21 @@ def photo_plan(emb: PairEmbeddings, photos: Path | None, image_encoder, cache_ro
     return PhotoPlan(image_rows(emb) >= MIN_IMAGE_ROW_SHARE * len(emb.text_1))
 
 
-def data_sha256(path: Path) -> str:
+@contextmanager
+def readable_twice(data: str | Path) -> Iterator[str | Path]:
+    """``data`` as something that can be read twice (rows, then bytes for the card's hash): stdin (``-``) is
+    spooled to a temporary CSV file first; anything else is itself."""
+    if str(data) != "-":
+        yield data
+        return
+    with tempfile.TemporaryDirectory(prefix="mmscore-train-") as folder:
+        spooled = Path(folder) / "stdin.csv"
+        with spooled.open("wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        yield spooled
+
+
+def data_sha256(path: str | Path) -> str:
     """Hash of the training data's bytes: its one file, or its files in reading order (folder, glob, URI)."""
     from mmscore.io.pairs_reader import input_files
 
@@ -484,7 +502,7 @@ def save_model(out_dir: Path, head, card: ModelCard, tuned_text_encoder=None) ->
         raise OutputError(f"cannot write the model to {out_dir}: {exc.strerror or first_line(exc)}") from exc
 
 
-def labels_of(df: pd.DataFrame, data: Path, folds: int) -> np.ndarray:
+def labels_of(df: pd.DataFrame, data: str | Path, folds: int) -> np.ndarray:
     """Label indices, or :class:`InputError` when a class has fewer rows than there are folds."""
     y = np.array([LABEL_INDEX[v] for v in df["label"]], np.int64)
     counts = np.bincount(y, minlength=len(LABELS))
@@ -515,7 +533,7 @@ def fit_final(emb, y, loss: str, options: TrainOptions, tuner, plan: PhotoPlan, 
     return head
 
 
-def model_card(text, image, options, data: Path, emb, plan: PhotoPlan, chosen, per_loss, oof, y, tuned) -> ModelCard:
+def model_card(text, image, options, data_hash: str, emb, plan: PhotoPlan, chosen, per_loss, oof, y, tuned):
     """The card of a model trained with ``chosen``: offsets and temperature fitted on its out-of-fold logits."""
     offsets = tune_offsets(oof, y)
     return ModelCard(
@@ -527,7 +545,7 @@ def model_card(text, image, options, data: Path, emb, plan: PhotoPlan, chosen, p
         decision_offsets=[float(x) for x in offsets],
         temperature=fit_temperature(oof + offsets, y),
         loss=chosen,
-        training_data_sha256=data_sha256(data),
+        training_data_sha256=data_hash,
         training_rows=len(y),
         image_rows=image_rows(emb),
         uses_images=plan.uses_images,
@@ -543,7 +561,7 @@ def model_card(text, image, options, data: Path, emb, plan: PhotoPlan, chosen, p
 
 
 def train_model(
-    data: Path,
+    data: str | Path,
     out_dir: Path,
     fetcher: ImageFetcher,
     images_dir: Path | None = None,
@@ -554,6 +572,8 @@ def train_model(
 ) -> TrainResult:
     """The whole recipe; writes ``head.keras`` and ``model_card.json`` into ``out_dir``.
 
+    ``data`` is anything scoring reads: a CSV/Parquet file, a folder or glob of them, an object-store URI, or
+    ``-`` (CSV on stdin, spooled to a temporary file: the rows are read, then hashed for the card).
     ``photos`` is a folder of real photos unrelated to the pairs (see :mod:`mmscore.unrelated_photos`).
     """
     import time
@@ -561,7 +581,9 @@ def train_model(
     from mmscore.encoders import registry
 
     started = time.perf_counter()
-    df, skipped = read_labelled_pairs(data)
+    with readable_twice(data) as data:
+        df, skipped = read_labelled_pairs(data)
+        data_hash = data_sha256(data)
     y = labels_of(df, data, options.folds)
     progress(f"{len(df)} pairs ({skipped} skipped for empty text); loading encoders")
     text = registry.text_encoder(options.text_encoder, options.sequence_length)
@@ -577,6 +599,6 @@ def train_model(
         tuner = FineTuner(tuned, list(df["text_1"]), list(df["text_2"]))
     per_loss, oofs, chosen = compare_losses(emb, y, options, tuner, plan, progress)
     head = fit_final(emb, y, chosen, options, tuner, plan, progress)
-    card = model_card(text, image, options, data, emb, plan, chosen, per_loss, oofs[chosen], y, tuner is not None)
+    card = model_card(text, image, options, data_hash, emb, plan, chosen, per_loss, oofs[chosen], y, tuner is not None)
     save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None)
     return TrainResult(card, per_loss, chosen, skipped, emb.image_statuses, emb.encoded, time.perf_counter() - started)

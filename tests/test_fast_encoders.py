@@ -27,9 +27,21 @@ def test_folded_mobilenet_matches_the_unfolded_one_on_real_photos(image_encoder,
     assert (np.argmax(fast["logits"], 1) == np.argmax(plain["logits"], 1)).all()
 
 
+# Measured on the first 24 real photos (and on all 64), float32 against mixed bfloat16:
+#                               cosine min   same class 24 (64)   bf16 class in f32 top 5   largest f32 margin flipped
+#   native bf16 (avx512_bf16)   0.998        0.958 (0.922)        64 of 64                  0.12 logits
+#   emulated (no bf16 in CPU)   0.994        0.875 (0.859)        64 of 64                  0.22 logits
+# ("emulated": TF_ENABLE_ONEDNN_OPTS=0, TensorFlow's own bf16 kernels, as on CPUs without avx512_bf16; it
+# reproduces the 21 of 24 seen on such a CPU.) A photo whose class flips is one float32 itself barely
+# decides. So the bounds: cosine > 0.98 (0.014 below the worst), >= 75 % same class (18 of 24: three photos
+# below the worst), every photo whose float32 top class leads by >= 0.5 logits (2x the largest flipped margin)
+# keeps it, and no photo leaves float32's top 5.
+COSINE_FLOOR, SAME_CLASS_FLOOR, DECIDED_MARGIN, TOP_K = 0.98, 0.75, 0.5, 5
+
+
 def test_bfloat16_mobilenet_keeps_features_and_classes_of_real_photos(image_encoder, shared_data):
-    """The folded MobileNetV2 under mixed bfloat16 (scoring at --precision bfloat16): features within cosine
-    0.99 of float32 and the same ImageNet class for nearly every real photo."""
+    """The folded MobileNetV2 under mixed bfloat16 (scoring at --precision bfloat16): features close to
+    float32 and the same ImageNet class wherever float32 is decided, with native or emulated bfloat16."""
     from mmscore.encoders import registry
 
     half = registry.image_encoder(image_encoder.name, encoder_dtype("bfloat16"))
@@ -40,13 +52,20 @@ def test_bfloat16_mobilenet_keeps_features_and_classes_of_real_photos(image_enco
     assert reduced["features"].dtype == "float32"
     a, b = np.asarray(full["features"]), np.asarray(reduced["features"])
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert cosine.min() > 0.99 and np.abs(a - b).max() > 1e-4, cosine.min()
-    same_class = np.argmax(full["logits"], 1) == np.argmax(reduced["logits"], 1)
-    assert same_class.mean() >= 0.9, same_class.mean()
+    assert cosine.min() > COSINE_FLOOR and np.abs(a - b).max() > 1e-4, cosine.min()
+    logits, reduced_class = np.asarray(full["logits"]), np.argmax(reduced["logits"], 1)
+    top = np.sort(logits, 1)
+    decided = top[:, -1] - top[:, -2] >= DECIDED_MARGIN
+    same_class = np.argmax(logits, 1) == reduced_class
+    assert decided.sum() >= 8 and same_class[decided].all(), (decided.sum(), same_class[decided])
+    assert same_class.mean() >= SAME_CLASS_FLOOR, same_class.mean()
+    top_k = np.argsort(-logits, 1)[:, :TOP_K]
+    assert all(reduced_class[i] in top_k[i] for i in range(len(photos)))
 
 
 def test_bfloat16_text_encoder_keeps_the_meaning_of_real_tweets(text_encoder, shared_data):
-    """Embeddings of real tweets under mixed bfloat16 stay within cosine 0.99 of float32 ones."""
+    """Embeddings of real tweets under mixed bfloat16 stay within cosine 0.99 of float32 ones (measured: 0.99994
+    native, 0.99983 emulated)."""
     import pandas as pd
 
     from mmscore.encoders import registry

@@ -143,3 +143,29 @@ def test_the_cli_writes_and_reports_s3_uris(bucket_with_pairs, out_bucket, model
     assert pq.read_metadata("scored/cli/out.parquet", filesystem=out_bucket).num_rows == len(frame)
     report = CliRunner().invoke(app, ["report", "s3://scored/cli/out.parquet", "--json"])
     assert report.exit_code == 0 and f'"rows": {len(frame)}' in report.output, report.output
+
+
+def test_the_cli_trains_from_an_s3_uri_and_from_stdin(s3_endpoint, tmp_path):
+    """`mmscore train` reads what `mmscore score` reads: an s3:// URI (DATA typed as a path once folded
+    "s3://" into "s3:/") and `-`; the card hashes the bytes that were read."""
+    import hashlib
+    import json
+
+    from typer.testing import CliRunner
+
+    from mmscore.cli import app
+
+    fs = s3_filesystem(s3_endpoint)
+    fs.create_dir("labels")
+    raw = (SAMPLE / "pairs.csv").read_bytes()
+    with fs.open_output_stream("labels/train.csv") as out:
+        out.write(raw)
+    quick = ["--folds", "2", "--epochs", "2", "--image-root", str(SAMPLE), "--offline"]
+    for data, stdin, out in (("s3://labels/train.csv", None, "from_s3"), ("-", raw, "from_stdin")):
+        result = CliRunner().invoke(app, ["train", data, "--out", str(tmp_path / out), *quick], input=stdin)
+        assert result.exit_code == 0, result.output
+        card = json.loads((tmp_path / out / "model_card.json").read_text())
+        assert card["training_rows"] == len(pd.read_csv(SAMPLE / "pairs.csv"))
+        assert card["training_data_sha256"] == hashlib.sha256(raw).hexdigest()
+    missing = CliRunner().invoke(app, ["train", "s3://labels/absent.csv", "--out", str(tmp_path / "no")])
+    assert missing.exit_code != 0 and "s3://labels/absent.csv: no such file" in missing.output, missing.output

@@ -152,3 +152,27 @@ def test_help_shows_every_bracketed_text():
         for param in command.params:
             for bracketed in re.findall(r"\[[^\]]*\]", (getattr(param, "help", None) or "").replace("\\", "")):
                 assert re.sub(r"\s+", " ", bracketed) in shown, (name, param.name, bracketed)
+
+
+def test_forcing_bfloat16_where_it_is_emulated_warns_once_and_names_the_fix(tmp_path, model_dir, monkeypatch):
+    """Without native bfloat16, a forced --precision bfloat16 is measured ~5x slower: the API warns, the CLI prints
+    one line; auto and float32 stay silent, and so does bfloat16 on hardware that has it."""
+    import warnings
+
+    from mmscore import precision
+
+    (tmp_path / "pairs.csv").write_text("text_1,text_2\na,b\n")
+    for native in (False, True):
+        monkeypatch.setattr(precision, "hardware_bf16", lambda native=native: native)
+        for requested in ("bfloat16", "float32", "auto"):
+            with warnings.catch_warnings(record=True) as warned:
+                warnings.simplefilter("always")
+                mmscore.Scorer(model_dir, precision=requested)
+            emulated = [w for w in warned if issubclass(w.category, precision.EmulatedPrecisionWarning)]
+            assert len(emulated) == (requested == "bfloat16" and not native), (native, requested, emulated)
+    monkeypatch.setattr(precision, "hardware_bf16", lambda: False)
+    args = ["score", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "o.parquet"), "--model", str(model_dir)]
+    result = CliRunner().invoke(app, [*args, "--precision", "bfloat16"])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if line.startswith("warning: bfloat16 is emulated")]
+    assert len(warned) == 1 and "--precision auto picks float32" in warned[0], result.output
