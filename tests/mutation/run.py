@@ -42,6 +42,7 @@ CAL, ALIGN, HOSTILE = "tests/test_calibration.py", "tests/test_scoring_alignment
 FAST, API = "tests/test_fast_encoders.py", "tests/test_python_api.py"
 PRESET, RAY = "tests/test_preset_encoders.py", "tests/test_ray_engine.py"
 STORE, FOLDER = "tests/test_object_store.py", "tests/test_output_folder.py"
+EDGES = "tests/test_edges.py"
 MUTANTS = [
     # the five that passed the suite before (issue 19)
     m("offsets not applied", "mmscore/model/predictor.py", CAL,
@@ -151,6 +152,30 @@ MUTANTS = [
       ("parts = [output.child(name) for name in output.names(PARTS)]", "parts = [output.child(name) for name in output.names(PARTS)][:1]")),
     m("CLI output parsed as a path", "mmscore/cli.py", STORE + "::test_the_cli_writes_and_reports_s3_uris",
       ('    output: Annotated[\n        str | None,', '    output: Annotated[\n        Path | None,')),
+    # edges (issue 27): cuts at exactly their value, counters one short, column types, order, >10 parts, linked folders
+    m("low-confidence cut inclusive in the report", "mmscore/report.py", EDGES + "::test_low_confidence_cut_is_strictly_below_the_threshold_in_report_and_review",
+      ("report.low_confidence += int((top < low_confidence).sum())", "report.low_confidence += int((top <= low_confidence).sum())")),
+    m("review cut inclusive", "mmscore/report.py", EDGES + "::test_low_confidence_cut_is_strictly_below_the_threshold_in_report_and_review",
+      ("chosen = np.flatnonzero(confidence < below)", "chosen = np.flatnonzero(confidence <= below)")),
+    m("breaker opens one failure early", "mmscore/images/host_health.py", EDGES + "::test_breaker_stays_closed_one_failure_short_and_a_success_resets_the_count",
+      ("if self._failures.get(host, 0) < self.threshold:", "if self._failures.get(host, 0) < self.threshold - 1:")),
+    m("size cap refuses exactly max_bytes over HTTP", "mmscore/images/fetcher.py", EDGES + "::test_size_cap_admits_exactly_max_bytes_over_http_and_from_disk",
+      ("if size > s.max_bytes:", "if size >= s.max_bytes:")),
+    m("size cap refuses exactly max_bytes on disk", "mmscore/images/fetcher.py", EDGES + "::test_size_cap_admits_exactly_max_bytes_over_http_and_from_disk",
+      ("if len(data) > self.settings.max_bytes:", "if len(data) >= self.settings.max_bytes:")),
+    m("pixel limit refuses exactly max_pixels", "mmscore/images/decode.py", EDGES + "::test_pixel_limit_admits_exactly_max_pixels",
+      ("if im.width * im.height > max_pixels:", "if im.width * im.height >= max_pixels:")),
+    m("one redirect hop too few", "mmscore/images/fetcher.py", EDGES + "::test_redirects_admit_exactly_max_redirects",
+      ("for hop in range(self.settings.max_redirects + 1):", "for hop in range(self.settings.max_redirects):")),
+    m("linked folders not resolved", "mmscore/images/fetcher.py", EDGES + "::test_a_linked_folder_inside_the_image_root_that_points_outside_is_blocked",
+      ("path = (self.image_root / ref).resolve(strict=True)", "path = Path(os.path.normpath(self.image_root / ref)); path.stat()")),
+    m("order restored for one probability column", "mmscore/pipeline.py", EDGES + "::test_restoring_input_order_moves_every_probability_column_with_its_row",
+      ("        restored[self.order] = probs\n", "        restored = probs.copy()\n        restored[self.order, 0] = probs[:, 0]\n")),
+    m("probabilities written as float64", "mmscore/pipeline.py", EDGES + "::test_scored_output_column_types_are_the_contract",
+      ("table = table.append_column(name, pa.array(probs[:, i], pa.float32()))", "table = table.append_column(name, pa.array(probs[:, i].astype(np.float64)))"),
+      ("fields += [pa.field(name, pa.float32()) for name in PROB_COLUMNS]", "fields += [pa.field(name, pa.float64()) for name in PROB_COLUMNS]")),
+    m("part names not zero-padded", "mmscore/io/scored_writer.py", EDGES + "::test_a_folder_of_more_than_ten_parts_is_read_in_row_order_by_report_and_review",
+      ('return f"part-{index:06d}.parquet"', 'return f"part-{index}.parquet"')),
 ]  # fmt: skip
 
 
