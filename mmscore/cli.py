@@ -292,6 +292,8 @@ def _print_score_summary(summary, output: str) -> None:
         f"scored {summary.rows} rows -> {output} in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s, "
         f"encoders in {summary.precision}); " + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items()))
     )
+    if summary.domain.get("out_of_domain") or summary.domain.get("in_domain"):
+        line += f"; out of domain {summary.domain.get('out_of_domain', 0)}"
     flagged = {k: v for k, v in summary.text_statuses.items() if k != "ok"}
     if flagged:
         line += "; rows flagged in text_status: " + ", ".join(f"{k} {v}" for k, v in sorted(flagged.items()))
@@ -521,6 +523,14 @@ def report(
         ),
     ] = None,
     top: Annotated[int | None, typer.Option(min=1, help="With --review: at most the N least confident rows.")] = None,
+    out_of_domain: Annotated[
+        bool,
+        typer.Option(
+            "--out-of-domain",
+            help="With --review: only rows flagged out of the model's domain (in_domain false); with no --below "
+            "and no --top, all of them.",
+        ),
+    ] = False,
 ) -> None:
     """Summarise a scored file: label and confidence distributions, image statuses, metrics and calibration vs
     gold labels, and (with --review) a queue of the least confident rows."""
@@ -532,8 +542,8 @@ def report(
     result = build_report(scored, gold, low_confidence=threshold)
     queue = None
     if review:
-        queue_below = below if below is not None or top is None else None
-        queue = write_review_queue(scored, review, queue_below, top, gold)
+        queue_below = below if below is not None or (top is None and not out_of_domain) else None
+        queue = write_review_queue(scored, review, queue_below, top, gold, out_of_domain=out_of_domain)
     if plot:
         plot_report(result, plot)
     if json_out:
@@ -547,6 +557,7 @@ def report(
         which = " and ".join(
             ([f"max probability < {queue.below:g}"] if queue.below is not None else [])
             + ([f"the {queue.top} least confident"] if queue.top else [])
+            + (["out of domain"] if queue.out_of_domain else [])
         )
         console.print(
             f"review queue: {queue.rows} rows ({100 * queue.rows / max(queue.total, 1):.1f}% of {queue.total}; "
@@ -567,6 +578,13 @@ def _print_report(result) -> None:
         f"{facts.get('rows_per_second', '?')} rows/s",
         highlight=False,
     )
+    if result.domain and result.domain.warns:
+        console.print(
+            f"[bold yellow]warning:[/] {100 * result.domain.out_share:.0f}% of rows are out of domain: this model was "
+            "trained on other kinds of pairs, so its labels and confidence say little about them. Train on your "
+            "own labels: mmscore train LABELLED.csv --out MODEL, then mmscore score ... --model MODEL",
+            highlight=False,
+        )
     table = Table(title="predicted labels and confidence (max probability)")
     for column in ("label", "rows", "%", "p10", "median", "p90", "histogram 0.33 → 1.0"):
         table.add_column(column, justify="left" if column in ("label", "histogram 0.33 → 1.0") else "right")
@@ -585,6 +603,8 @@ def _print_report(result) -> None:
             spark,
         )
     console.print(table)
+    if result.domain:
+        console.print(_domain_table(result.domain))
     share = 100 * result.low_confidence / max(result.rows, 1)
     console.print(
         f"low confidence (max probability < {result.low_confidence_threshold:g}): {result.low_confidence} rows "
@@ -604,6 +624,27 @@ def _print_report(result) -> None:
         f"accuracy {base['accuracy']:.3f}, macro-F1 {base['macro_f1']:.3f}"
     )
     console.print(_calibration_table(result.calibration))
+
+
+def _domain_table(domain) -> Table:
+    """In-domain and out-of-domain rows side by side: share, predicted labels, mean confidence."""
+    from mmscore.labels import LABELS
+
+    facts = domain.to_json()
+    known = max(facts["in_domain"]["rows"] + facts["out_of_domain"]["rows"], 1)
+    title = f"in the model's domain? ({100 * facts['out_of_domain_share']:.1f}% of rows out of domain)"
+    if facts["unknown_rows"]:
+        title += f"; {facts['unknown_rows']} rows without a score (model has no in-domain reference)"
+    table = Table(title=title)
+    for column in ("rows", "n", "%", *LABELS, "mean confidence"):
+        table.add_column(column, justify="left" if column == "rows" else "right")
+    for name, side in (("in domain", facts["in_domain"]), ("out of domain", facts["out_of_domain"])):
+        mean = side["mean_confidence"]
+        counts = [str(side["predicted_counts"][k]) for k in LABELS]
+        table.add_row(
+            name, str(side["rows"]), f"{100 * side['rows'] / known:.1f}", *counts, f"{mean:.3f}" if mean else "-"
+        )
+    return table
 
 
 def _calibration_table(calibration: dict) -> Table:

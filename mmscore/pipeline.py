@@ -32,7 +32,9 @@ from mmscore.lookahead import lookahead
 from mmscore.model.predictor import Predictor
 
 STATUS_COLUMNS = ("image_1_status", "image_2_status", "text_status")
-OUTPUT_COLUMNS = ("pred_label", *PROB_COLUMNS, *STATUS_COLUMNS)
+DOMAIN_SCORE, IN_DOMAIN = "in_domain_score", "in_domain"  # see mmscore.model.domain; null without a reference
+OUTPUT_COLUMNS = ("pred_label", *PROB_COLUMNS, *STATUS_COLUMNS, DOMAIN_SCORE, IN_DOMAIN)
+DOMAIN_NAMES = {True: "in_domain", False: "out_of_domain", None: "unknown"}
 # Image statuses that mean "the model saw this image".
 SEEN = ("ok", "cached")
 
@@ -65,18 +67,25 @@ class RunSummary:
     labels: Counter = field(default_factory=Counter)
     image_statuses: Counter = field(default_factory=Counter)
     text_statuses: Counter = field(default_factory=Counter)
+    domain: Counter = field(default_factory=Counter)  # in_domain / out_of_domain / unknown (no reference)
     seconds: float = 0.0
     precision: str = "float32"  # the encoders' number format in this run
 
     def counts(self) -> dict:
         """The tallies as plain dicts (what a remote worker sends back)."""
-        return {"labels": dict(self.labels), "images": dict(self.image_statuses), "texts": dict(self.text_statuses)}
+        return {
+            "labels": dict(self.labels),
+            "images": dict(self.image_statuses),
+            "texts": dict(self.text_statuses),
+            "domain": dict(self.domain),
+        }
 
     def add_counts(self, rows: int, counts: dict) -> None:
         self.rows += rows
         self.labels.update(counts["labels"])
         self.image_statuses.update(counts["images"])
         self.text_statuses.update(counts["texts"])
+        self.domain.update(counts.get("domain", {}))
 
     @property
     def rows_per_second(self) -> float:
@@ -226,8 +235,11 @@ def length_order(text_1: np.ndarray, text_2: np.ndarray) -> np.ndarray:
     return np.argsort(longest, kind="stable")
 
 
-def scored_table(chunk: PreparedChunk, probs: np.ndarray) -> pa.Table:
-    """The input chunk with the contract's output columns appended."""
+def scored_table(
+    chunk: PreparedChunk, probs: np.ndarray, domain: tuple[np.ndarray, np.ndarray] | None = None
+) -> pa.Table:
+    """The input chunk with the contract's output columns appended (``domain``: the in-domain score and flag
+    per row, null without a reference)."""
     table = chunk.table
     for name in OUTPUT_COLUMNS:  # re-scoring a scored file replaces its old predictions
         if name in table.column_names:
@@ -237,6 +249,12 @@ def scored_table(chunk: PreparedChunk, probs: np.ndarray) -> pa.Table:
         table = table.append_column(name, pa.array(probs[:, i], pa.float32()))
     for name in STATUS_COLUMNS:
         table = table.append_column(name, pa.array(chunk.statuses[name], pa.string()))
+    score, flag = domain if domain is not None else (None, None)
+    nulls = pa.nulls(table.num_rows)
+    table = table.append_column(
+        DOMAIN_SCORE, pa.array(score, pa.float32()) if score is not None else nulls.cast(pa.float32())
+    )
+    table = table.append_column(IN_DOMAIN, pa.array(flag, pa.bool_()) if flag is not None else nulls.cast(pa.bool_()))
     return table
 
 
@@ -245,6 +263,7 @@ def output_schema(input_schema: pa.Schema) -> pa.Schema:
     fields.append(pa.field("pred_label", pa.string()))
     fields += [pa.field(name, pa.float32()) for name in PROB_COLUMNS]
     fields += [pa.field(name, pa.string()) for name in STATUS_COLUMNS]
+    fields += [pa.field(DOMAIN_SCORE, pa.float32()), pa.field(IN_DOMAIN, pa.bool_())]
     return pa.schema(fields)
 
 
@@ -280,16 +299,28 @@ class ChunkScorer:
     def score(self, chunk: PreparedChunk) -> pa.Table:
         import tensorflow as tf
 
-        step, parts = self.predictor.scoring_step, []
+        step, parts, vectors = self.predictor.scoring_step, [], ([], [])
         try:
             for rows in chunk.batch_rows(self.batch_size):
                 images = chunk.images[0][rows], chunk.images[1][rows]
-                logits = step(*chunk.tokens.rows(rows), *images, chunk.image_mask[rows], chunk.pair_features[rows])
+                logits, vectors_1, vectors_2 = step(
+                    *chunk.tokens.rows(rows), *images, chunk.image_mask[rows], chunk.pair_features[rows]
+                )
                 parts.append(self.predictor.probabilities(logits.numpy()))
+                vectors[0].append(vectors_1.numpy())
+                vectors[1].append(vectors_2.numpy())
         except tf.errors.OpError as exc:
             raise ScoringError(f"the model step failed ({one_line(exc)})") from exc
         probs = np.concatenate(parts) if parts else np.zeros((0, len(LABELS)), np.float32)
-        return scored_table(chunk, chunk.in_input_order(probs))
+        domain = self._domain(chunk, [chunk.in_input_order(np.concatenate(v)) for v in vectors] if parts else None)
+        return scored_table(chunk, chunk.in_input_order(probs), domain)
+
+    def _domain(self, chunk: PreparedChunk, vectors: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(in_domain_score, in_domain)`` in input order, or None when the model has no reference."""
+        reference = self.predictor.domain
+        if reference is None or vectors is None:
+            return None
+        return reference.score(*vectors, _texts(chunk.table, "text_1"), _texts(chunk.table, "text_2"))
 
     def score_table(self, table: pa.Table, pool: ThreadPoolExecutor) -> pa.Table:
         return self.score(self.prepare(table, pool))
@@ -374,6 +405,7 @@ def count_rows(summary: RunSummary, scored: pa.Table) -> None:
     for column in IMAGE_COLUMNS:
         summary.image_statuses.update(scored.column(f"{column}_status").to_pylist())
     summary.text_statuses.update(scored.column("text_status").to_pylist())
+    summary.domain.update(DOMAIN_NAMES[flag] for flag in scored.column(IN_DOMAIN).to_pylist())
 
 
 def run_facts(
@@ -397,6 +429,7 @@ def run_facts(
         "label_counts": dict(summary.labels),
         "image_status_counts": dict(summary.image_statuses),
         "text_status_counts": dict(summary.text_statuses),
+        "domain_counts": dict(summary.domain),
         "batch_size": options.batch_size,
         "fetch_workers": options.fetch_workers,
         "part_rows": options.chunk_rows * (options.part_chunks or 1),

@@ -26,6 +26,53 @@ LOW_CONFIDENCE = 0.6  # default review threshold on the max probability (calibra
 CONFIDENCE_BINS = np.linspace(1 / 3, 1.0, 11)
 NEEDED = ("pred_label", *PROB_COLUMNS)
 STATUS_COLUMNS = ("image_1_status", "image_2_status")
+DOMAIN_SCORE, IN_DOMAIN = "in_domain_score", "in_domain"
+OUT_OF_DOMAIN_WARNING_SHARE = 0.2  # above this share of out-of-domain rows, the report warns in plain words
+
+
+@dataclass
+class DomainTally:
+    """Rows in and out of the model's domain (``in_domain``), their labels and confidence; unknown: no reference."""
+
+    labels: dict[str, Counter] = field(default_factory=lambda: {"in": Counter(), "out": Counter()})
+    confidence_sum: dict[str, float] = field(default_factory=lambda: {"in": 0.0, "out": 0.0})
+    unknown: int = 0
+
+    def add(self, flags: list, pred: np.ndarray, top: np.ndarray) -> None:
+        for side, wanted in (("in", True), ("out", False)):
+            chosen = np.array([f is wanted for f in flags], bool)
+            self.labels[side].update(pred[chosen].tolist())
+            self.confidence_sum[side] += float(top[chosen].sum())
+        self.unknown += sum(f is None for f in flags)
+
+    def rows(self, side: str) -> int:
+        return sum(self.labels[side].values())
+
+    @property
+    def out_share(self) -> float:
+        known = self.rows("in") + self.rows("out")
+        return self.rows("out") / known if known else 0.0
+
+    @property
+    def warns(self) -> bool:
+        return self.out_share > OUT_OF_DOMAIN_WARNING_SHARE
+
+    def to_json(self) -> dict:
+        sides = {}
+        for side in ("in", "out"):
+            n = self.rows(side)
+            sides[side] = {
+                "rows": n,
+                "predicted_counts": {k: self.labels[side].get(k, 0) for k in LABELS},
+                "mean_confidence": self.confidence_sum[side] / n if n else None,
+            }
+        return {
+            "in_domain": sides["in"],
+            "out_of_domain": sides["out"],
+            "unknown_rows": self.unknown,
+            "out_of_domain_share": self.out_share,
+            "warning": self.warns,
+        }
 
 
 @dataclass
@@ -44,6 +91,7 @@ class ScoredReport:
     gold_outside_labels: Counter = field(default_factory=Counter)
     metrics: dict | None = None
     calibration: dict | None = None  # ECE, log-loss, Brier and reliability bins against the gold labels
+    domain: DomainTally | None = None  # None: the file has no in_domain column (scored by an older mmscore)
 
     def to_json(self) -> dict:
         """Stable, documented keys (see README, `mmscore report --json`)."""
@@ -64,6 +112,7 @@ class ScoredReport:
             "gold_outside_labels": dict(self.gold_outside_labels),
             "metrics": self.metrics,
             "calibration": self.calibration,
+            "domain": self.domain.to_json() if self.domain else None,
         }
 
 
@@ -105,7 +154,8 @@ def build_report(
         report.gold_missing_reason = f"no gold column {gold!r} in the file (use --gold COLUMN)"
     statuses = [c for c in STATUS_COLUMNS if c in names]
     report.image_statuses = {c: Counter() for c in statuses}
-    columns = [*NEEDED, *statuses, *([gold] if has_gold else [])]
+    report.domain = DomainTally() if IN_DOMAIN in names else None
+    columns = [*NEEDED, *statuses, *([IN_DOMAIN] if report.domain else []), *([gold] if has_gold else [])]
     confidences: dict[str, list[np.ndarray]] = {k: [] for k in LABELS}
     gold_codes, pred_codes = [], []
     for batch in _batches(parts, columns, chunk_rows):
@@ -125,6 +175,8 @@ def build_report(
             confidences[label].append(chosen.astype(np.float16))
         for c in statuses:
             report.image_statuses[c].update(batch.column(c).to_pylist())
+        if report.domain:
+            report.domain.add(batch.column(IN_DOMAIN).to_pylist(), pred, top)
         if has_gold:
             g = ["" if v is None else str(v) for v in batch.column(gold).to_pylist()]
             known = np.array([v in LABEL_INDEX for v in g])
@@ -215,7 +267,7 @@ def _plot_reliability(ax, calibration: dict) -> None:
     ax.legend(loc="upper left", fontsize=8)
 
 
-REVIEW_COLUMNS = ("text_1", "text_2", "image_1", "image_2", "pred_label", *PROB_COLUMNS)
+REVIEW_COLUMNS = ("text_1", "text_2", "image_1", "image_2", "pred_label", *PROB_COLUMNS, DOMAIN_SCORE, IN_DOMAIN)
 
 
 @dataclass
@@ -225,16 +277,22 @@ class ReviewQueue:
     total: int  # rows in the scored file
     below: float | None
     top: int | None
+    out_of_domain: bool = False
 
 
 def _least_confident(
-    parts: list[Storage], below: float | None, top: int | None, chunk_rows: int
+    parts: list[Storage], below: float | None, top: int | None, chunk_rows: int, out_of_domain: bool = False
 ) -> tuple[np.ndarray, int]:
-    """Row numbers to review, least confident first (ties in file order), and the file's row count."""
+    """Row numbers to review, least confident first (ties in file order), and the file's row count.
+    ``out_of_domain``: only rows whose ``in_domain`` is false."""
     keep_conf, keep_rows, offset = np.zeros(0), np.zeros(0, np.int64), 0
-    for batch in _batches(parts, list(PROB_COLUMNS), chunk_rows):
+    columns = [*PROB_COLUMNS, *([IN_DOMAIN] if out_of_domain else [])]
+    for batch in _batches(parts, columns, chunk_rows):
         confidence = np.stack([batch.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1).max(1)
-        chosen = np.flatnonzero(confidence < below) if below is not None else np.arange(batch.num_rows)
+        wanted = confidence < below if below is not None else np.ones(batch.num_rows, bool)
+        if out_of_domain:
+            wanted &= np.array([flag is False for flag in batch.column(IN_DOMAIN).to_pylist()], bool)
+        chosen = np.flatnonzero(wanted)
         keep_conf = np.concatenate([keep_conf, confidence[chosen]])
         keep_rows = np.concatenate([keep_rows, chosen + offset])
         offset += batch.num_rows
@@ -252,10 +310,12 @@ def write_review_queue(
     top: int | None = None,
     gold: str = "label",
     chunk_rows: int = 65536,
+    out_of_domain: bool = False,
 ) -> ReviewQueue:
     """Write the rows a person should look at: max probability below ``below`` and/or the ``top`` least
-    confident, least confident first, with ids, texts, image references, label, probabilities and gold.
-    CSV or Parquet by the extension of ``out``."""
+    confident (``out_of_domain``: among rows flagged out of the model's domain only), least confident first,
+    with ids, texts, image references, label, probabilities, in-domain score and gold. CSV or Parquet by the
+    extension of ``out``."""
     import pyarrow.csv as pacsv
 
     out = Path(out)
@@ -265,7 +325,9 @@ def write_review_queue(
     schema = _scored_schema(str(scored), parts)
     shown = (*REVIEW_COLUMNS, *STATUS_COLUMNS, "text_status", gold)
     wanted = [c for c in schema.names if c.startswith("id") or c in shown]
-    rows, total = _least_confident(parts, below, top, chunk_rows)
+    if out_of_domain and IN_DOMAIN not in schema.names:
+        raise InputError(f"{scored}: no {IN_DOMAIN} column (scored by an older mmscore); score it again")
+    rows, total = _least_confident(parts, below, top, chunk_rows, out_of_domain)
     wanted_rows = set(rows.tolist())
     pieces, found, offset = [], [], 0
     for batch in _batches(parts, wanted, chunk_rows):
@@ -288,4 +350,4 @@ def write_review_queue(
             pq.write_table(table, out)
     except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise OutputError(f"{out}: cannot write the review queue ({first_line(exc)})") from exc
-    return ReviewQueue(str(out), table.num_rows, total, below, top)
+    return ReviewQueue(str(out), table.num_rows, total, below, top, out_of_domain)

@@ -30,6 +30,7 @@ from mmscore.io.pairs_reader import ROW_NOTE, open_pairs
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.metrics import calibration, class_metrics, fit_temperature, macro_f1, softmax
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
+from mmscore.model.domain import DOMAIN_FILE, fit_domain
 from mmscore.model.embedding_cache import EmbeddingCache, cached_encode, content_key
 from mmscore.model.head_inputs import head_inputs
 from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
@@ -376,10 +377,8 @@ def cross_validate(
     With photos in ``plan``, every fold's validation rows are scored again with unrelated probe photos
     attached, and the share of labels that change is reported per fold and overall.
     """
-    from sklearn.model_selection import StratifiedKFold
-
     plan = plan or PhotoPlan(uses_images=True)
-    folds = list(StratifiedKFold(options.folds, shuffle=True, random_state=options.seed).split(y, y))
+    folds = cv_folds(y, options)
     scored = plan.scoring_view(emb)
     oof = np.zeros((len(y), len(LABELS)), np.float32)
     probe_oof: dict[str, np.ndarray] = {}
@@ -392,6 +391,21 @@ def cross_validate(
         for name, probed in plan.probes(emb, test_rows, PROBE_SEED + seed).items():
             probe_oof.setdefault(name, np.zeros_like(oof))[test_rows] = logits(model, probed, test_rows)
     return _cross_fitted_metrics(oof, probe_oof, y, folds), oof
+
+
+def cv_folds(y: np.ndarray, options: TrainOptions) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The stratified ``(train rows, test rows)`` folds every cross-fitted step of one training run shares."""
+    from sklearn.model_selection import StratifiedKFold
+
+    return list(StratifiedKFold(options.folds, shuffle=True, random_state=options.seed).split(y, y))
+
+
+def cv_fold_ids(y: np.ndarray, options: TrainOptions) -> np.ndarray:
+    """Each row's fold in :func:`cv_folds`."""
+    ids = np.zeros(len(y), np.int64)
+    for k, (_train, test) in enumerate(cv_folds(y, options)):
+        ids[test] = k
+    return ids
 
 
 PROBE_SEED = 1_000  # the probe's photo assignment never coincides with augmentation's
@@ -488,11 +502,16 @@ def data_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(out_dir: Path, head, card: ModelCard, tuned_text_encoder=None) -> None:
-    """Write the model directory, each file atomically; the card goes last, so a half-written model never loads."""
+def save_model(out_dir: Path, head, card: ModelCard, tuned_text_encoder=None, domain=None) -> None:
+    """Write the model directory, each file atomically; the card goes last, so a half-written model never loads.
+    ``domain``: the in-domain reference (:mod:`mmscore.model.domain`), written beside the head."""
     try:
         with atomic_path(out_dir / HEAD_FILE) as tmp:
             head.save(tmp)
+        (out_dir / DOMAIN_FILE).unlink(missing_ok=True)
+        if domain is not None:
+            with atomic_path(out_dir / DOMAIN_FILE) as tmp, open(tmp, "wb") as handle:
+                domain.save(handle)
         (out_dir / TEXT_WEIGHTS_FILE).unlink(missing_ok=True)
         if tuned_text_encoder is not None:
             with atomic_path(out_dir / TEXT_WEIGHTS_FILE) as tmp:
@@ -600,5 +619,10 @@ def train_model(
     per_loss, oofs, chosen = compare_losses(emb, y, options, tuner, plan, progress)
     head = fit_final(emb, y, chosen, options, tuner, plan, progress)
     card = model_card(text, image, options, data_hash, emb, plan, chosen, per_loss, oofs[chosen], y, tuner is not None)
-    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None)
+    progress("fitting the in-domain reference on held-out folds")
+    # a fine-tuned encoder places texts elsewhere than the frozen vectors the reference would be built from
+    folds = cv_fold_ids(y, options)
+    domain = None if tuner else fit_domain(emb.text_1, emb.text_2, df["text_1"], df["text_2"], folds)
+    card.domain = domain.card_facts(text.name) if domain is not None else {}
+    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain)
     return TrainResult(card, per_loss, chosen, skipped, emb.image_statuses, emb.encoded, time.perf_counter() - started)

@@ -140,6 +140,7 @@ def test_scored_output_column_types_are_the_contract(scorer, tmp_path):
         assert schema.field(name).type == pa.float32(), name
     for name in ("pred_label", "image_1_status", "image_2_status", "text_status", "id_1", "text_1", "label"):
         assert schema.field(name).type == pa.string(), name
+    assert schema.field("in_domain_score").type == pa.float32() and schema.field("in_domain").type == pa.bool_()
     frame = scorer.score_frame(pd.read_csv(SAMPLE / "pairs.csv", dtype=str).head(3))
     assert all(frame[name].dtype == np.float32 for name in PROB_COLUMNS)
 

@@ -108,9 +108,9 @@ def test_missing_images_skip_the_image_encoder_path(tmp_path, predictor):
     absent = tf.zeros((1, 2), tf.float32)
     lexical = predictor.pair_features(["a post"], ["another post"])
     step = predictor.scoring_step
-    a = step(ids[:1], mask[:1], ids[1:], mask[1:], zeros, zeros, absent, lexical).numpy()
-    b = step(ids[:1], mask[:1], ids[1:], mask[1:], noise, noise, absent, lexical).numpy()
-    c = step(ids[:1], mask[:1], ids[1:], mask[1:], noise, noise, tf.ones((1, 2)), lexical).numpy()
+    a = step(ids[:1], mask[:1], ids[1:], mask[1:], zeros, zeros, absent, lexical)[0].numpy()
+    b = step(ids[:1], mask[:1], ids[1:], mask[1:], noise, noise, absent, lexical)[0].numpy()
+    c = step(ids[:1], mask[:1], ids[1:], mask[1:], noise, noise, tf.ones((1, 2)), lexical)[0].numpy()
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
 

@@ -136,7 +136,13 @@ def test_the_scoring_step_sees_photos_and_texts_as_the_encoders_do(model_dir, te
     ids_2, mask_2 = text_encoder.tokenize(texts_2)
     mask = np.ones((1, 2), np.float32)
     none = np.zeros((1, 0), np.float32)
-    stepped = predictor.scoring_step(ids_1, mask_1, ids_2, mask_2, pixels[0], pixels[1], mask, none).numpy()
+    stepped, vectors_1, vectors_2 = predictor.scoring_step(
+        ids_1, mask_1, ids_2, mask_2, pixels[0], pixels[1], mask, none
+    )
+    stepped = stepped.numpy()
+    # the text vectors the step returns (for the in-domain score) are each text's own
+    np.testing.assert_allclose(vectors_1.numpy(), text_encoder.encode(texts_1), atol=1e-4)
+    np.testing.assert_allclose(vectors_2.numpy(), text_encoder.encode(texts_2), atol=1e-4)
     features = image_encoder.encode(np.concatenate(pixels))
     direct = predictor.head.predict(
         predictor._head_inputs(
@@ -145,5 +151,5 @@ def test_the_scoring_step_sees_photos_and_texts_as_the_encoders_do(model_dir, te
         verbose=0,
     )
     np.testing.assert_allclose(stepped, direct, atol=2e-3)
-    swapped = predictor.scoring_step(ids_1, mask_1, ids_2, mask_2, pixels[1], pixels[0], mask, none).numpy()
+    swapped = predictor.scoring_step(ids_1, mask_1, ids_2, mask_2, pixels[1], pixels[0], mask, none)[0].numpy()
     assert np.abs(swapped - stepped).max() > 1e-3  # the two image slots are not interchangeable

@@ -132,6 +132,9 @@ def test_train_save_load_predict_round_trip(tmp_path):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-5)
     assert result.encoded["text"] == 36
+    # the in-domain reference is written beside the head, fitted on the 18 pairs' held-out folds
+    assert first.domain is not None and len(first.domain.held_out) == 18 and len(first.domain.text_vectors) == 36
+    assert card.domain["cut_rank"] == first.domain.cut_rank == 1  # ceil(5 % of 18)
 
 
 def test_embedding_cache_skips_encoders_and_invalidates_one_entry(tmp_path, text_encoder, image_encoder):

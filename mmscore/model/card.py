@@ -38,6 +38,8 @@ class ModelCard:
     photo_augmentation: dict = field(default_factory=dict)  # unrelated photos attached in training, if any
     # per modality ("text", "image"): spec, backbone class, pooling, weights_sha256 of the encoder trained with
     encoders: dict = field(default_factory=dict)
+    # the in-domain reference (domain.npz beside the head): how it was fitted, on what, and its cut
+    domain: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES

@@ -9,6 +9,7 @@ import numpy as np
 
 from mmscore.errors import InvalidModelError, first_line
 from mmscore.model.card import CARD_FILE, HEAD_FILE, ModelCard
+from mmscore.model.domain import load_domain
 from mmscore.model.head_inputs import head_inputs, lexical_width
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
@@ -37,6 +38,7 @@ class Predictor:
         self.directory = directory
         self.offsets = np.asarray(card.decision_offsets, np.float32)
         self.temperature = float(card.temperature)
+        self.domain = load_domain(directory)  # None: a model without an in-domain reference
 
     @classmethod
     def load(cls, directory: Path | str | None = None, precision: str = "float32") -> Predictor:
@@ -115,7 +117,8 @@ class Predictor:
 
     @cached_property
     def scoring_step(self):
-        """A compiled function: one tokenised, decoded batch (+ its :meth:`pair_features`) -> head logits."""
+        """A compiled function: one tokenised, decoded batch (+ its :meth:`pair_features`) -> ``(head logits,
+        text_1 vectors, text_2 vectors)``; the vectors place each pair among the training pairs (:attr:`domain`)."""
         import tensorflow as tf
 
         text_model = self.text_encoder.model
@@ -149,6 +152,6 @@ class Predictor:
             # An empty batch trips oneDNN's batch norm, and there is nothing to encode anyway.
             features = tf.cond(tf.size(where) > 0, encode_present, lambda: tf.zeros(shape))
             inputs = head_inputs(texts[:n], texts[n:], features[:n], features[n:], image_mask, pair_features)
-            return head(inputs, training=False)
+            return head(inputs, training=False), texts[:n], texts[n:]
 
         return step

@@ -42,7 +42,7 @@ CAL, ALIGN, HOSTILE = "tests/test_calibration.py", "tests/test_scoring_alignment
 FAST, API = "tests/test_fast_encoders.py", "tests/test_python_api.py"
 PRESET, RAY = "tests/test_preset_encoders.py", "tests/test_ray_engine.py"
 STORE, FOLDER = "tests/test_object_store.py", "tests/test_output_folder.py"
-EDGES = "tests/test_edges.py"
+EDGES, DOMAIN = "tests/test_edges.py", "tests/test_domain.py"
 MUTANTS = [
     # the five that passed the suite before (issue 19)
     m("offsets not applied", "mmscore/model/predictor.py", CAL,
@@ -176,6 +176,13 @@ MUTANTS = [
       ("fields += [pa.field(name, pa.float32()) for name in PROB_COLUMNS]", "fields += [pa.field(name, pa.float64()) for name in PROB_COLUMNS]")),
     m("part names not zero-padded", "mmscore/io/scored_writer.py", EDGES + "::test_a_folder_of_more_than_ten_parts_is_read_in_row_order_by_report_and_review",
       ('return f"part-{index:06d}.parquet"', 'return f"part-{index}.parquet"')),
+    # the in-domain score (issue 30)
+    m("in-domain cut off by one", "mmscore/model/domain.py", DOMAIN + "::test_the_cut_is_exact_on_counts_of_held_out_pairs",
+      ("return (below / len(self.held_out)).astype(np.float32), below >= self.cut_rank", "return (below / len(self.held_out)).astype(np.float32), below > self.cut_rank")),
+    m("report warns at exactly a fifth", "mmscore/report.py", DOMAIN + "::test_report_warns_above_a_fifth_out_of_domain_and_review_selects_them",
+      ("return self.out_share > OUT_OF_DOMAIN_WARNING_SHARE", "return self.out_share >= OUT_OF_DOMAIN_WARNING_SHARE")),
+    m("review ignores --out-of-domain", "mmscore/report.py", DOMAIN + "::test_report_warns_above_a_fifth_out_of_domain_and_review_selects_them",
+      ("            wanted &= np.array([flag is False for flag in batch.column(IN_DOMAIN).to_pylist()], bool)\n", "")),
 ]  # fmt: skip
 
 
