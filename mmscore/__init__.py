@@ -3,7 +3,9 @@
 The Python API is :class:`mmscore.Scorer` (imported on first use, so the CLI starts fast).
 """
 
-__version__ = "0.1.0"
+from mmscore.version import __version__
+
+__all__ = ["Scorer", "__version__"]
 
 
 def __getattr__(name: str):

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console, Group
+from rich.console import Console
 from rich.table import Table
 
 import mmscore
+from mmscore import defaults, render
 
 # TensorFlow start-up chatter (CUDA probes, oneDNN notes) is noise for a command-line user.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -46,12 +47,6 @@ def command(function):
             raise fail(str(exc)) from exc
 
     return app.command()(run)
-
-
-def _require_folder(path: Path | None, option: str) -> None:
-    """Stop with one line when a folder option names something that is not a folder."""
-    if path is not None and not path.is_dir():
-        raise fail(f"{path}: {option} must be a folder")
 
 
 def _version(value: bool) -> None:
@@ -95,16 +90,6 @@ def doctor() -> None:
     if not report.passed:
         raise fail("some checks failed", code=1)
     console.print("[green]all checks passed[/]")
-
-
-def _counts_table(title: str, counts: dict, total: int) -> Table:
-    table = Table(title=title)
-    table.add_column("value")
-    table.add_column("count", justify="right")
-    table.add_column("%", justify="right")
-    for key, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        table.add_row(str(key), str(n), f"{100 * n / max(total, 1):.1f}")
-    return table
 
 
 ImageCacheOpt = Annotated[
@@ -154,8 +139,8 @@ def score(
         Path | None, typer.Option(help="Model directory \\[default: the model shipped with mmscore].")
     ] = None,
     image_cache: ImageCacheOpt = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per model batch.")] = 32,
-    fetch_workers: Annotated[int, typer.Option(min=1, help="Concurrent image downloads.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per model batch.")] = defaults.BATCH_SIZE,
+    fetch_workers: Annotated[int, typer.Option(min=1, help="Concurrent image downloads.")] = defaults.FETCH_WORKERS,
     offline: OfflineOpt = False,
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted run into the same output (file or folder).")
@@ -178,14 +163,14 @@ def score(
             help="Encoders' number format: auto (bfloat16 where the CPU has avx512_bf16/AMX or the GPU is "
             "Ampere or newer, else float32), float32, bfloat16. The head always runs in float32."
         ),
-    ] = "auto",
+    ] = defaults.PRECISION,
     engine: Annotated[
         str,
         typer.Option(
             help="local (this process) or ray (a Ray cluster through Ray Data; Parquet input; needs "
             "mmscore\\[ray]). Both write the same rows, order, values and schema."
         ),
-    ] = "local",
+    ] = defaults.ENGINE,
     address: Annotated[
         str | None,
         typer.Option(help="With --engine ray: the cluster to join (auto, ray://HOST:10001); default: a local Ray."),
@@ -198,20 +183,14 @@ def score(
     """Label every pair: stream the input, fetch and cache images, write one output row per input row.
 
     Output columns: all input columns, pred_label, prob_contradictory, prob_implies, prob_noentailment,
-    image_1_status, image_2_status, text_status. Run facts go into the Parquet file's metadata (with
-    --output-dir: DIR/_mmscore.json).
+    image_1_status, image_2_status, text_status, in_domain_score, in_domain. Run facts go into the Parquet
+    file's metadata (with --output-dir: DIR/_mmscore.json).
     """
-    from mmscore.io.pairs_reader import open_pairs
     from mmscore.precision import EmulatedPrecisionWarning
-    from mmscore.scorer import Scorer, scored_output
+    from mmscore.scorer import Scorer, ScoreRun
 
-    target = scored_output(output, output_dir)
-    _require_folder(image_root, "--image-root")
-    # a wrong file or missing column stops here, before the model loads; the opened input is what gets scored
-    source = open_pairs(input) if input != "-" else None
-    if source:
-        target.check_apart(source.files)
-    engine_options = _engine_options(engine, address, actors)
+    # a wrong file, column, output or engine stops here, before the model loads; the opened input is scored
+    run = ScoreRun.check(input, output, output_dir, engine=engine, address=address, actors=actors)
     with console.status("loading model..."), warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always", EmulatedPrecisionWarning)
         scorer = Scorer(
@@ -227,83 +206,14 @@ def score(
     for warning in warned:
         if issubclass(warning.category, EmulatedPrecisionWarning):
             console.print(f"warning: {warning.message}", highlight=False, soft_wrap=True)
-    run_options = {**engine_options, "output_dir" if target.folder else "output": target.spec}
-    run_options.update(limit=limit, resume=resume, part_rows=part_rows)
-    summary = _score_with_progress(scorer, source or input, run_options)
-    _print_score_summary(summary, target.spec)
+    summary = render.score_with_progress(console, scorer, run, limit=limit, resume=resume, part_rows=part_rows)
+    render.print_score_summary(console, summary, run.target.spec)
     card = scorer.predictor.card
     if not card.uses_images:
         console.print(
             f"note: this model does not use images ({card.image_rows} of {card.training_rows} "
             "training rows had one); image statuses are reported, predictions come from the texts"
         )
-
-
-def _engine_options(engine: str, address: str | None, actors: int | None) -> dict:
-    """``score_file``'s engine arguments; a one-line error for an unknown engine or a missing Ray."""
-    from mmscore.scorer import check_engine
-
-    check_engine(engine)
-    if engine == "local":
-        return {"engine": engine}
-    from mmscore.ray_engine import RayOptions, require_ray
-
-    require_ray()
-    return {"engine": engine, "ray_options": RayOptions(address=address, actors=actors)}
-
-
-def _score_with_progress(scorer, input, run_options: dict):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from mmscore.pipeline import SEEN
-
-    columns = [
-        TextColumn("[bold]scoring"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} rows/s"),
-        TextColumn("images fetched {task.fields[fetched]} cached {task.fields[cached]} failed {task.fields[failed]}"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, console=console, disable=not console.is_terminal, transient=False) as progress:
-        task = progress.add_task("score", total=None, rate=0.0, fetched=0, cached=0, failed=0)
-
-        def on_progress(rows: int, statuses) -> None:
-            elapsed = progress.tasks[task].elapsed or 1e-9
-            done = progress.tasks[task].completed + rows
-            failed = sum(n for s, n in statuses.items() if s not in (*SEEN, "missing"))
-            progress.update(
-                task,
-                advance=rows,
-                rate=done / elapsed,
-                fetched=statuses.get("ok", 0),
-                cached=statuses.get("cached", 0),
-                failed=failed,
-            )
-
-        def on_start(total: int | None) -> None:
-            progress.update(task, total=total)
-
-        return scorer.score_file(input, on_start=on_start, on_progress=on_progress, **run_options)
-
-
-def _print_score_summary(summary, output: str) -> None:
-    line = (
-        f"scored {summary.rows} rows -> {output} in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s, "
-        f"encoders in {summary.precision}); " + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items()))
-    )
-    if summary.domain.get("out_of_domain") or summary.domain.get("in_domain"):
-        line += f"; out of domain {summary.domain.get('out_of_domain', 0)}"
-    flagged = {k: v for k, v in summary.text_statuses.items() if k != "ok"}
-    if flagged:
-        line += "; rows flagged in text_status: " + ", ".join(f"{k} {v}" for k, v in sorted(flagged.items()))
-    if not console.is_terminal:
-        console.print(line, highlight=False, soft_wrap=True)
-        return
-    console.print(_counts_table("predicted labels", dict(summary.labels), summary.rows - summary.resumed_rows))
-    images = sum(summary.image_statuses.values())
-    console.print(_counts_table("image status", dict(summary.image_statuses), images))
-    console.print(line, highlight=False)
 
 
 @command
@@ -315,13 +225,13 @@ def train(
             "file, a folder or glob of them, an s3:// or gs:// URI, or - for CSV on stdin."
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path("model"),
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path(defaults.MODEL_OUT),
     images: Annotated[
         Path | None, typer.Option("--images", help="Folder of images named <id>.<ext> (uses id_1/id_2 columns).")
     ] = None,
-    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
-    seed: Annotated[int, typer.Option(help="Seed for folds and initialisation.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs per head fit.")] = 60,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = defaults.FOLDS,
+    seed: Annotated[int, typer.Option(help="Seed for folds and initialisation.")] = defaults.SEED,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs per head fit.")] = defaults.EPOCHS,
     loss: Annotated[
         list[str] | None,
         typer.Option(
@@ -335,7 +245,9 @@ def train(
             "--fine-tune", help="Also train the text encoder end to end with the head (GPU recommended; slow on CPU)."
         ),
     ] = False,
-    fine_tune_epochs: Annotated[int, typer.Option(min=1, help="Epochs of end-to-end training with --fine-tune.")] = 2,
+    fine_tune_epochs: Annotated[
+        int, typer.Option(min=1, help="Epochs of end-to-end training with --fine-tune.")
+    ] = defaults.FINE_TUNE_EPOCHS,
     pair_features: Annotated[
         bool,
         typer.Option(
@@ -360,7 +272,7 @@ def train(
             help="Text encoder: a registered name (minilm-l6-v2), a keras-hub preset name (bert_base_en_uncased; "
             "needs the hub reachable) or a local preset folder (keras-hub or Hugging Face format).",
         ),
-    ] = "minilm-l6-v2",
+    ] = defaults.TEXT_ENCODER,
     image_encoder: Annotated[
         str,
         typer.Option(
@@ -368,7 +280,7 @@ def train(
             help="Image encoder: a registered name (mobilenet-v2-imagenet), a keras-hub preset name "
             "(resnet_50_imagenet) or a local preset folder.",
         ),
-    ] = "mobilenet-v2-imagenet",
+    ] = defaults.IMAGE_ENCODER,
     image_cache: ImageCacheOpt = None,
     offline: OfflineOpt = False,
     allow_private_urls: PrivateOpt = False,
@@ -379,116 +291,32 @@ def train(
     With --fine-tune, each fold (and the final model) also trains the text encoder, starting from the head
     fitted on frozen embeddings; the model directory then holds the tuned encoder weights too.
     """
-    from mmscore.scorer import build_fetcher, default_image_root
-    from mmscore.training import LEXICAL_FEATURES, TrainOptions, train_model
+    from mmscore.training import train as train_model
 
-    _require_folder(images, "--images")
-    _require_folder(photos, "--photos")
-    _require_folder(image_root, "--image-root")
-    try:
-        options = TrainOptions(
-            losses=tuple(loss) if loss else TrainOptions.losses,
+    render.report_devices(console)
+    with console.status("training...") as status:
+        result = train_model(
+            data,
+            out,
+            images=images,
             folds=folds,
             seed=seed,
             epochs=epochs,
+            loss=loss,
             fine_tune=fine_tune,
             fine_tune_epochs=fine_tune_epochs,
-            pair_features=LEXICAL_FEATURES if pair_features else "",
+            pair_features=pair_features,
+            photos=photos,
             text_encoder=text_encoder,
             image_encoder=image_encoder,
+            image_cache=image_cache,
+            offline=offline,
+            allow_private_urls=allow_private_urls,
+            image_root=image_root,
+            progress=lambda message: status.update(message),
         )
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
-    # --images names files by id inside that folder; otherwise image_* paths are read where scoring reads them.
-    root = image_root or images or default_image_root(data)
-    fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
-    _report_devices()
-    try:
-        with console.status("training...") as status:
-            result = train_model(
-                data, out, fetcher, images, options, progress=lambda m: status.update(m), photos=photos
-            )
-    except ValueError as exc:  # settings the recipe refuses (e.g. more folds than rows)
-        raise fail(str(exc)) from exc
-    finally:
-        fetcher.close()
-    _print_training(result, folds)
+    render.print_training(console, result, folds)
     console.print(f"saved model to {out} in {result.seconds:.1f} s")
-
-
-def _print_training(result, folds: int) -> None:
-    for name, metrics in result.per_loss.items():
-        marker = " (chosen)" if name == result.chosen_loss else ""
-        console.print(_metrics_table(f"{folds}-fold CV, loss={name}{marker}", metrics))
-    console.print(_per_fold_table(result.per_loss[result.chosen_loss]))
-    card = result.card
-    if not card.uses_images:
-        console.print(
-            f"this model does not use images: {card.image_rows} of {card.training_rows} training rows had one and "
-            "no --photos were given (scoring still fetches images and reports their status)"
-        )
-    console.print(
-        f"skipped rows (empty text): {result.skipped_rows}; images: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(result.image_statuses.items()))
-        + f"; encoder calls this run: {dict(result.encoded)}; offsets {card.decision_offsets}; "
-        f"temperature {card.temperature:.3f}"
-    )
-
-
-def _report_devices() -> None:
-    from mmscore.tensorflow_runtime import import_tensorflow
-
-    tf = import_tensorflow()
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        console.print(f"training on GPU ({len(gpus)} device(s))")
-    else:
-        console.print("training on CPU")
-
-
-def _per_fold_table(metrics: dict) -> Table:
-    """Per fold and overall: macro-F1, calibration before/after the temperature, photo robustness."""
-    from mmscore.training import PROBES
-
-    table = Table(title="per fold: calibration (offsets and temperature cross-fitted) and unrelated-photo probe")
-    columns = ["fold", "macro-F1", "T", "ECE before → after", "log-loss before → after", "Brier before → after"]
-    probes = [p for p in PROBES if p in metrics["robustness"]]
-    columns += [f"{p.replace('_', ' ')}: flips / ΔF1" for p in probes]
-    for column in columns:
-        table.add_column(column, justify="right")
-
-    def row(name, f1, temperature, before, after, robustness):
-        cells = [name, f"{f1:.3f}", temperature]
-        cells += [f"{before[k]:.3f} → {after[k]:.3f}" for k in ("ece", "log_loss", "brier")]
-        cells += [f"{100 * robustness[p]['flip_rate']:.1f}% / {robustness[p]['macro_f1_change']:+.3f}" for p in probes]
-        table.add_row(*cells)
-
-    for fold in metrics["per_fold"]:
-        t = f"{fold['temperature']:.2f}"
-        row(str(fold["fold"]), fold["macro_f1"], t, fold["calibration_before"], fold["calibration_after"], fold)
-    calib = metrics["calibration"]
-    row("all", metrics["macro_f1"], "", calib["before"], calib["after"], metrics["robustness"])
-    return table
-
-
-def _metrics_table(title: str, metrics: dict):
-    from mmscore.labels import LABELS
-
-    table = Table(title=title)
-    for column in ("class", "precision", "recall", "F1", "support"):
-        table.add_column(column, justify="right" if column != "class" else "left")
-    for name, m in metrics["per_class"].items():
-        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
-    table.add_row("macro-F1", "", "", f"{metrics['macro_f1']:.3f}", "", style="bold")
-    table.add_row("accuracy", "", "", f"{metrics['accuracy']:.3f}", "")
-    confusion = Table(title="confusion (rows: gold, columns: predicted)")
-    confusion.add_column("gold \\ pred")
-    for name in LABELS:
-        confusion.add_column(name[:13], justify="right")
-    for name, row in zip(LABELS, metrics["confusion"], strict=True):
-        confusion.add_row(name, *map(str, row))
-    return Group(table, confusion)
 
 
 @command
@@ -519,7 +347,7 @@ def report(
             min=0.0,
             max=1.0,
             help="Low-confidence threshold on the max probability, for the report and --review "
-            "(default 0.6; with --top and no --below: no threshold).",
+            f"(default {defaults.LOW_CONFIDENCE:g}; with --top or --out-of-domain and no --below: no threshold).",
         ),
     ] = None,
     top: Annotated[int | None, typer.Option(min=1, help="With --review: at most the N least confident rows.")] = None,
@@ -552,7 +380,7 @@ def report(
             doc["review"] = {"file": queue.path, "rows": queue.rows, "below": queue.below, "top": queue.top}
         print(json.dumps(doc, indent=2, sort_keys=True))
         return
-    _print_report(result)
+    render.print_report(console, result)
     if queue:
         which = " and ".join(
             ([f"max probability < {queue.below:g}"] if queue.below is not None else [])
@@ -566,102 +394,6 @@ def report(
         )
     if plot:
         console.print(f"plot written to {plot}")
-
-
-def _print_report(result) -> None:
-    from mmscore.labels import LABELS
-
-    facts = result.run_facts
-    console.print(
-        f"[bold]{result.path}[/]: {result.rows} rows; model {facts.get('model_id', '?')}, "
-        f"mmscore {facts.get('mmscore_version', '?')}, finished {facts.get('finished_at', '?')}, "
-        f"{facts.get('rows_per_second', '?')} rows/s",
-        highlight=False,
-    )
-    if result.domain and result.domain.warns:
-        console.print(
-            f"[bold yellow]warning:[/] {100 * result.domain.out_share:.0f}% of rows are out of domain: this model was "
-            "trained on other kinds of pairs, so its labels and confidence say little about them. Train on your "
-            "own labels: mmscore train LABELLED.csv --out MODEL, then mmscore score ... --model MODEL",
-            highlight=False,
-        )
-    table = Table(title="predicted labels and confidence (max probability)")
-    for column in ("label", "rows", "%", "p10", "median", "p90", "histogram 0.33 → 1.0"):
-        table.add_column(column, justify="left" if column in ("label", "histogram 0.33 → 1.0") else "right")
-    bars = " ▁▂▃▄▅▆▇█"
-    for label in LABELS:
-        n = result.predicted.get(label, 0)
-        hist = result.confidence_hist[label]
-        top = max(hist) or 1
-        spark = "".join(bars[round(8 * h / top)] for h in hist)
-        q = result.confidence_quantiles.get(label, {})
-        table.add_row(
-            label,
-            str(n),
-            f"{100 * n / max(result.rows, 1):.1f}",
-            *(f"{q[k]:.2f}" if k in q else "-" for k in ("p10", "p50", "p90")),
-            spark,
-        )
-    console.print(table)
-    if result.domain:
-        console.print(_domain_table(result.domain))
-    share = 100 * result.low_confidence / max(result.rows, 1)
-    console.print(
-        f"low confidence (max probability < {result.low_confidence_threshold:g}): {result.low_confidence} rows "
-        f"({share:.1f}%)"
-    )
-    for column, counts in result.image_statuses.items():
-        console.print(_counts_table(column, dict(counts), sum(counts.values())))
-    if result.gold_outside_labels:
-        console.print(f"gold labels outside {', '.join(LABELS)}: {dict(result.gold_outside_labels)} (not scored)")
-    if result.metrics is None:
-        console.print(f"no per-class report: {result.gold_missing_reason}")
-        return
-    console.print(_metrics_table(f"against gold column {result.gold_column!r}", result.metrics))
-    m, base = result.metrics, result.metrics["majority_baseline"]
-    console.print(
-        f"weighted-F1 {m['weighted_f1']:.3f}; majority baseline (always {base['label']}): "
-        f"accuracy {base['accuracy']:.3f}, macro-F1 {base['macro_f1']:.3f}"
-    )
-    console.print(_calibration_table(result.calibration))
-
-
-def _domain_table(domain) -> Table:
-    """In-domain and out-of-domain rows side by side: share, predicted labels, mean confidence."""
-    from mmscore.labels import LABELS
-
-    facts = domain.to_json()
-    known = max(facts["in_domain"]["rows"] + facts["out_of_domain"]["rows"], 1)
-    title = f"in the model's domain? ({100 * facts['out_of_domain_share']:.1f}% of rows out of domain)"
-    if facts["unknown_rows"]:
-        title += f"; {facts['unknown_rows']} rows without a score (model has no in-domain reference)"
-    table = Table(title=title)
-    for column in ("rows", "n", "%", *LABELS, "mean confidence"):
-        table.add_column(column, justify="left" if column == "rows" else "right")
-    for name, side in (("in domain", facts["in_domain"]), ("out of domain", facts["out_of_domain"])):
-        mean = side["mean_confidence"]
-        counts = [str(side["predicted_counts"][k]) for k in LABELS]
-        table.add_row(
-            name, str(side["rows"]), f"{100 * side['rows'] / known:.1f}", *counts, f"{mean:.3f}" if mean else "-"
-        )
-    return table
-
-
-def _calibration_table(calibration: dict) -> Table:
-    table = Table(
-        title=f"calibration vs gold: ECE {calibration['ece']:.3f}, log-loss {calibration['log_loss']:.3f}, "
-        f"Brier {calibration['brier']:.3f}; mean confidence {calibration['mean_confidence']:.3f} at accuracy "
-        f"{calibration['accuracy']:.3f}"
-    )
-    for column in ("confidence bin", "rows", "mean confidence", "accuracy"):
-        table.add_column(column, justify="right")
-    for b in calibration["reliability"]:
-        if b["rows"]:
-            low, high = b["bin"]
-            table.add_row(
-                f"{low:.1f}–{high:.1f}", str(b["rows"]), f"{b['mean_confidence']:.3f}", f"{b['accuracy']:.3f}"
-            )
-    return table
 
 
 if __name__ == "__main__":

@@ -60,12 +60,12 @@ def run_doctor() -> DoctorReport:
     import tensorflow as tf
     from keras_hub.utils import imagenet_id_to_name
 
-    import mmscore
     from mmscore.encoders import registry
+    from mmscore.version import __version__
 
     report.load_seconds["import tensorflow+keras"] = time.perf_counter() - started
     report.versions = {
-        "mmscore": mmscore.__version__,
+        "mmscore": __version__,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "keras-hub": keras_hub.__version__,

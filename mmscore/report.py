@@ -16,13 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmscore import defaults
 from mmscore.errors import InputError, OutputError, first_line
 from mmscore.io.scored_writer import read_run_facts, scored_parts
 from mmscore.io.storage import Storage
 from mmscore.labels import LABEL_INDEX, LABELS, PROB_COLUMNS
 from mmscore.metrics import CalibrationTally, class_metrics
 
-LOW_CONFIDENCE = 0.6  # default review threshold on the max probability (calibrated models: ~ expected accuracy)
+LOW_CONFIDENCE = defaults.LOW_CONFIDENCE
 CONFIDENCE_BINS = np.linspace(1 / 3, 1.0, 11)
 NEEDED = ("pred_label", *PROB_COLUMNS)
 STATUS_COLUMNS = ("image_1_status", "image_2_status")

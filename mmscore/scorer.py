@@ -13,20 +13,22 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
 
+from mmscore import defaults
+from mmscore.contract import output_schema
 from mmscore.errors import InputError, ScoringError, first_line
-from mmscore.images.fetcher import FetchSettings, ImageFetcher
-from mmscore.images.image_cache import ImageCache
-from mmscore.images.url_policy import UrlPolicy
-from mmscore.io.pairs_reader import PairsSource, check_schema, is_glob, open_pairs
+from mmscore.images.fetcher import ImageFetcher, build_fetcher
+from mmscore.io.pairs_reader import PairsSource, check_schema, default_image_root, open_pairs
 from mmscore.io.scored_writer import ScoredOutput
-from mmscore.io.storage import is_uri
-from mmscore.pipeline import ChunkScorer, RunSummary, ScoreOptions, chunk_slices, output_schema, score_pairs
 from mmscore.precision import warn_if_emulated
+from mmscore.scoring import ENGINES
+from mmscore.scoring import engine as engine_module
+from mmscore.scoring.chunks import ChunkScorer, chunk_slices
+from mmscore.scoring.run import EngineJob, RunSummary, ScoreOptions
 
 
 def scored_output(output: str | Path | None, output_dir: str | Path | None = None) -> ScoredOutput:
@@ -39,40 +41,44 @@ def scored_output(output: str | Path | None, output_dir: str | Path | None = Non
     return target
 
 
-def build_fetcher(
-    image_cache: Path | None = None,
-    *,
-    offline: bool = False,
-    allow_private_urls: bool = False,
-    image_root: Path | None = None,
-    workers: int = 16,
-) -> ImageFetcher:
-    """The image fetcher the CLI uses: cache, URL policy, local files read only under ``image_root``."""
-    return ImageFetcher(
-        ImageCache(image_cache),
-        UrlPolicy(allow_private=allow_private_urls),
-        FetchSettings(offline=offline),
-        image_root=image_root,
-        pool_size=workers,
-    )
-
-
-ENGINES = ("local", "ray")
-
-
-def check_engine(engine: str) -> None:
+def check_engine(engine: str, address: str | None = None, actors: int | None = None) -> None:
+    """A one-line :class:`InputError` for an unknown engine, Ray options without Ray, or Ray missing."""
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if engine == "local" and (address is not None or actors is not None):
+        raise InputError("--address and --actors need --engine ray")
+    if engine == "ray":
+        engine_module("ray").require_ray()
 
 
-def default_image_root(input: str | Path) -> Path:
-    """Where relative image paths are read from when no image root is given: the input file's folder, the
-    input folder itself, or the current folder (stdin, globs, object-store URIs)."""
-    spec = str(input)
-    if spec in ("-", "<stdin>") or is_uri(spec) or is_glob(spec):
-        return Path.cwd()
-    path = Path(spec).expanduser().resolve()
-    return path if path.is_dir() else path.parent
+@dataclass(frozen=True)
+class ScoreRun:
+    """A scoring run's input, output and engine, checked before any model loads (one-line errors)."""
+
+    source: PairsSource
+    target: ScoredOutput
+    engine: str = defaults.ENGINE
+    address: str | None = None
+    actors: int | None = None
+
+    @classmethod
+    def check(
+        cls,
+        input: str | Path | PairsSource,
+        output: str | Path | None = None,
+        output_dir: str | Path | None = None,
+        *,
+        engine: str = defaults.ENGINE,
+        address: str | None = None,
+        actors: int | None = None,
+    ) -> ScoreRun:
+        """Open ``input`` (checking its type and columns), check the output and that it is apart from the
+        input, and the engine; raise :class:`InputError` (or :class:`ScoringError` for a missing Ray)."""
+        target = scored_output(output, output_dir)
+        check_engine(engine, address, actors)
+        source = input if isinstance(input, PairsSource) else open_pairs(input)
+        target.check_apart(source.files)
+        return cls(source, target, engine, address, actors)
 
 
 class Scorer:
@@ -92,13 +98,15 @@ class Scorer:
         image_root: Path | None = None,
         offline: bool = False,
         allow_private_urls: bool = False,
-        batch_size: int = 32,
-        fetch_workers: int = 16,
-        precision: str = "auto",
+        batch_size: int = defaults.BATCH_SIZE,
+        fetch_workers: int = defaults.FETCH_WORKERS,
+        precision: str = defaults.PRECISION,
     ):
         from mmscore.model.predictor import Predictor
         from mmscore.tensorflow_runtime import import_tensorflow
 
+        if image_root is not None and not Path(image_root).is_dir():
+            raise InputError(f"{image_root}: --image-root must be a folder")
         import_tensorflow()
         try:
             self.predictor = Predictor.load(model, precision)
@@ -147,8 +155,9 @@ class Scorer:
         part_rows: int | None = None,
         on_start: Callable[[int | None], None] | None = None,
         on_progress: Callable[[int, Counter], None] | None = None,
-        engine: str = "local",
-        ray_options=None,
+        engine: str = defaults.ENGINE,
+        address: str | None = None,
+        actors: int | None = None,
     ) -> RunSummary:
         """Stream ``input`` into ``output`` (.parquet) or ``output_dir`` (a folder of ordered Parquet parts),
         resumable. ``input``: a .csv/.parquet file, a folder or glob of them, any of those as an object-store
@@ -161,29 +170,36 @@ class Scorer:
 
         ``on_start(rows)`` gets the number of rows to score (None when unknown, e.g. CSV); ``on_progress(rows,
         image_statuses)`` is called after each scored chunk. ``engine="ray"`` scores on a Ray cluster
-        (:mod:`mmscore.ray_engine`, ``ray_options`` a :class:`~mmscore.ray_engine.RayOptions`): same output.
+        (:mod:`mmscore.scoring.ray_engine`; ``address``: the cluster to join, default a local Ray; ``actors``: model
+        actors, default one per node or per GPU): the same output.
         """
-        target = scored_output(output, output_dir)
-        check_engine(engine)
-        source = input if isinstance(input, PairsSource) else open_pairs(input)
-        target.check_apart(source.files)
+        run = ScoreRun.check(input, output, output_dir, engine=engine, address=address, actors=actors)
+        return self.run(
+            run, limit=limit, resume=resume, part_rows=part_rows, on_start=on_start, on_progress=on_progress
+        )
+
+    def run(
+        self,
+        run: ScoreRun,
+        *,
+        limit: int | None = None,
+        resume: bool = False,
+        part_rows: int | None = None,
+        on_start: Callable[[int | None], None] | None = None,
+        on_progress: Callable[[int, Counter], None] | None = None,
+    ) -> RunSummary:
+        """:meth:`score_file` for a run already checked by :meth:`ScoreRun.check` (the CLI checks before it
+        loads the model, so a wrong file or output fails in a second)."""
+        source, target, engine = run.source, run.target, run.engine
         root = self.image_root or default_image_root(source.path)
         chunks = None if part_rows is None else max(1, math.ceil(part_rows / self.options.chunk_rows))
         options = replace(self.options, limit=limit, resume=resume, part_chunks=chunks)
         if on_start:
             total = source.num_rows
             on_start(total if limit is None or total is None else min(limit, total))
-        if engine == "ray":
-            from mmscore.ray_engine import RayOptions, score_with_ray
-
-            settings = {"model": self.model, "fetcher": {**self._image_options, "image_root": root}}
-            ray_options = ray_options or RayOptions()
-            return score_with_ray(source, target, self.predictor, settings, options, ray_options, on_progress)
-        fetcher = self._fetcher(root)
-        try:
-            return score_pairs(source, target, self.predictor, fetcher, options, on_progress)
-        finally:
-            fetcher.close()
+        images = {**self._image_options, "image_root": root}
+        job = EngineJob(source, target, self.predictor, options, self.model, images, run.address, run.actors)
+        return engine_module(engine).score(job, on_progress)
 
 
-__all__ = ["Scorer", "build_fetcher", "RunSummary", "ScoringError"]
+__all__ = ["Scorer", "ScoreRun", "RunSummary", "ScoringError"]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-import mmscore
+from mmscore import defaults
 from mmscore.errors import InputError, OutputError, first_line
 from mmscore.images.fetcher import ImageFetcher, image_reference
 from mmscore.io.atomic_write import atomic_path
@@ -36,8 +36,9 @@ from mmscore.model.head_inputs import head_inputs
 from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
 from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
 from mmscore.model.pair_features import pair_features
-from mmscore.pipeline import load_images
+from mmscore.scoring.chunks import load_images
 from mmscore.unrelated_photos import PhotoSets, attach_unrelated, load_photo_sets, probe_photos, without_images
+from mmscore.version import __version__
 
 LOSSES = ("cross_entropy", "class_weighted", "focal")
 # Without unrelated photos to augment with, the image path is used only when at least this share of
@@ -49,18 +50,17 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class TrainOptions:
-    # focal won the comparison on the real tweets (train/README.md); comparing all three costs 3x the time
-    losses: tuple[str, ...] = ("focal",)
-    folds: int = 5
-    seed: int = 0
-    epochs: int = 60
+    losses: tuple[str, ...] = (defaults.LOSS,)
+    folds: int = defaults.FOLDS
+    seed: int = defaults.SEED
+    epochs: int = defaults.EPOCHS
     batch_size: int = 64
     learning_rate: float = 1e-3
     sequence_length: int = 128
-    text_encoder: str = "minilm-l6-v2"
-    image_encoder: str = "mobilenet-v2-imagenet"
+    text_encoder: str = defaults.TEXT_ENCODER
+    image_encoder: str = defaults.IMAGE_ENCODER
     fine_tune: bool = False  # also train the text encoder, end to end with the head
-    fine_tune_epochs: int = 2
+    fine_tune_epochs: int = defaults.FINE_TUNE_EPOCHS
     fine_tune_learning_rate: float = 2e-5
     fine_tune_batch_size: int = 16
     pair_features: str = LEXICAL_FEATURES  # lexical overlap features as a head input; "" for none
@@ -571,7 +571,7 @@ def model_card(text, image, options, data_hash: str, emb, plan: PhotoPlan, chose
         photo_augmentation=plan.photos.card_facts() if plan.photos else {},
         cv_metrics={"folds": options.folds, "seed": options.seed, "chosen": chosen, "per_loss": per_loss},
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        mmscore_version=mmscore.__version__,
+        mmscore_version=__version__,
         notes=f"images found: {int(emb.image_mask.sum())} of {2 * len(y)}",
         text_encoder_weights=TEXT_WEIGHTS_FILE if tuned else "",
         pair_features=options.pair_features,
@@ -626,3 +626,62 @@ def train_model(
     card.domain = domain.card_facts(text.name) if domain is not None else {}
     save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain)
     return TrainResult(card, per_loss, chosen, skipped, emb.image_statuses, emb.encoded, time.perf_counter() - started)
+
+
+def train(
+    data: str | Path,
+    out: str | Path = defaults.MODEL_OUT,
+    *,
+    images: Path | None = None,
+    folds: int = defaults.FOLDS,
+    seed: int = defaults.SEED,
+    epochs: int = defaults.EPOCHS,
+    loss: list[str] | None = None,
+    fine_tune: bool = False,
+    fine_tune_epochs: int = defaults.FINE_TUNE_EPOCHS,
+    pair_features: bool = True,
+    photos: Path | None = None,
+    text_encoder: str = defaults.TEXT_ENCODER,
+    image_encoder: str = defaults.IMAGE_ENCODER,
+    image_cache: Path | None = None,
+    offline: bool = False,
+    allow_private_urls: bool = False,
+    image_root: Path | None = None,
+    progress: Progress = lambda _msg: None,
+) -> TrainResult:
+    """``mmscore train`` as a function, every option a keyword with the CLI's name and default.
+
+    ``data``: labelled pairs, anything scoring reads. ``images``: a folder of ``<id>.<ext>`` files (uses the
+    ``id_*`` columns); otherwise ``image_*`` paths are read under ``image_root`` (default: where scoring would
+    read them). ``loss``: losses to compare by CV macro-F1 (default: focal). ``photos``: real photos unrelated
+    to the pairs, to teach the head that an attached photo is no evidence. Bad settings raise
+    :class:`~mmscore.errors.InputError` before any work.
+    """
+    from mmscore.images.fetcher import build_fetcher
+    from mmscore.io.pairs_reader import default_image_root
+
+    for folder, option in ((images, "--images"), (photos, "--photos"), (image_root, "--image-root")):
+        if folder is not None and not Path(folder).is_dir():
+            raise InputError(f"{folder}: {option} must be a folder")
+    try:
+        options = TrainOptions(
+            losses=tuple(loss) if loss else TrainOptions.losses,
+            folds=folds,
+            seed=seed,
+            epochs=epochs,
+            fine_tune=fine_tune,
+            fine_tune_epochs=fine_tune_epochs,
+            pair_features=LEXICAL_FEATURES if pair_features else "",
+            text_encoder=text_encoder,
+            image_encoder=image_encoder,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    root = image_root or images or default_image_root(data)
+    fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
+    try:
+        return train_model(data, Path(out), fetcher, images, options, progress=progress, photos=photos)
+    except ValueError as exc:  # settings the recipe refuses (e.g. more folds than rows)
+        raise InputError(str(exc)) from exc
+    finally:
+        fetcher.close()

@@ -109,7 +109,7 @@ def test_a_linked_folder_inside_the_image_root_that_points_outside_is_blocked(tm
 
 
 def test_restoring_input_order_moves_every_probability_column_with_its_row():
-    from mmscore.pipeline import PreparedChunk, scored_table
+    from mmscore.scoring.chunks import PreparedChunk, scored_table
 
     n = 7
     order = np.array([3, 0, 6, 1, 5, 2, 4])

@@ -19,7 +19,9 @@ from mmscore.images.fetcher import FetchSettings
 from mmscore.images.url_policy import UrlPolicy
 from mmscore.io.pairs_reader import open_pairs
 from mmscore.model.predictor import Predictor
-from mmscore.pipeline import ScoreOptions, load_image, score_pairs
+from mmscore.scoring.chunks import load_image
+from mmscore.scoring.local_engine import score_pairs
+from mmscore.scoring.run import ScoreOptions
 
 SETTINGS = FetchSettings(
     connect_timeout=1.0, read_timeout=0.5, total_timeout=1.5, retries=2, backoff=0.01, max_bytes=200_000

@@ -227,7 +227,7 @@ def test_dead_hosts_do_not_hold_the_workers_that_live_hosts_need(tmp_path, image
     Workers that waited on each dead lookup in turn would need 2 × the timeout and more."""
     import pyarrow as pa
 
-    from mmscore.pipeline import prepare_chunk
+    from mmscore.scoring.chunks import prepare_chunk
 
     def resolver(host, _port):
         if host.startswith("dead"):
@@ -267,7 +267,7 @@ def test_one_host_never_gets_every_worker(tmp_path, image_server):
         image_server.routes[f"/slow/{i}.png"] = slow
     fetcher = _fetcher(tmp_path, allow_private=True, total_timeout=5, read_timeout=5)
     fetcher.pool_size, fetcher.per_host = 8, 6
-    from mmscore.pipeline import load_images
+    from mmscore.scoring.chunks import load_images
 
     with ThreadPoolExecutor(8) as pool:
         results = load_images([image_server.url(f"/slow/{i}.png") for i in range(40)], fetcher, pool, 32)

@@ -15,7 +15,8 @@ from mmscore.images.fetcher import ImageFetcher
 from mmscore.images.image_cache import ImageCache
 from mmscore.io.pairs_reader import open_pairs
 from mmscore.model.predictor import Predictor
-from mmscore.pipeline import ScoreOptions, score_pairs
+from mmscore.scoring.local_engine import score_pairs
+from mmscore.scoring.run import ScoreOptions
 
 
 @pytest.fixture(scope="module")

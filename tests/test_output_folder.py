@@ -2,6 +2,7 @@
 schema of the single output file, reads back as one table (pandas, ``mmscore report``), resumes, and never
 clears a folder mmscore did not write."""
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,9 @@ from mmscore.io.scored_writer import ScoredOutput, ScoredWriter, read_run_facts
 from mmscore.report import build_report, write_review_queue
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+# The first 20 sample pairs (chunks of 8 rows: three parts, the last short), written once for this module.
+TWENTY = Path(tempfile.mkdtemp(prefix="mmscore-twenty-")) / "pairs.csv"
+pd.read_csv(SAMPLE / "pairs.csv", dtype=str).head(20).to_csv(TWENTY, index=False)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +29,8 @@ def scored(model_dir, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("scored")
     scorer = mmscore.Scorer(model_dir, image_root=SAMPLE, precision="float32", batch_size=1)
-    scorer.score_file(SAMPLE / "pairs.csv", root / "one.parquet")
-    scorer.score_file(SAMPLE / "pairs.csv", output_dir=root / "parts")
+    scorer.score_file(TWENTY, root / "one.parquet")
+    scorer.score_file(TWENTY, output_dir=root / "parts")
     return scorer, root / "one.parquet", root / "parts"
 
 
@@ -64,24 +68,24 @@ def test_report_and_review_queue_read_the_folder_like_the_file(scored, tmp_path)
 def test_a_new_run_into_the_folder_replaces_every_part_of_the_old_one(scored, tmp_path):
     scorer, file, folder = scored
     again = tmp_path / "again"
-    scorer.score_file(SAMPLE / "pairs.csv", output_dir=again)
+    scorer.score_file(TWENTY, output_dir=again)
     (again / ".4242-0.part-000007.parquet").write_bytes(b"a killed writer's temporary file")
-    scorer.score_file(SAMPLE / "pairs.csv", output_dir=again, limit=5)  # one part now, not three
+    scorer.score_file(TWENTY, output_dir=again, limit=5)  # one part now, not three
     assert sorted(p.name for p in again.iterdir() if "part-" in p.name) == ["part-000000.parquet"]
     pd.testing.assert_frame_equal(pd.read_parquet(again), pd.read_parquet(file).head(5), check_exact=True)
-    scorer.score_file(SAMPLE / "pairs.csv", output_dir=again, limit=0)  # no rows: still a table with the columns
+    scorer.score_file(TWENTY, output_dir=again, limit=0)  # no rows: still a table with the columns
     empty = pd.read_parquet(again)
     assert len(empty) == 0 and list(empty.columns) == list(pd.read_parquet(file).columns)
 
 
 def test_part_rows_are_rounded_up_to_whole_chunks_and_change_no_value(scored, tmp_path):
     scorer, file, _folder = scored
-    scorer.score_file(SAMPLE / "pairs.csv", output_dir=tmp_path / "big", part_rows=10)  # two 8-row chunks a part
+    scorer.score_file(TWENTY, output_dir=tmp_path / "big", part_rows=10)  # two 8-row chunks a part
     sizes = [pq.ParquetFile(p).metadata.num_rows for p in sorted((tmp_path / "big").glob("part-*"))]
     assert sizes == [16, 4] and read_run_facts(tmp_path / "big")["part_rows"] == 16
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "big"), pd.read_parquet(file), check_exact=True)
     (tmp_path / "big" / "part-000001.parquet").unlink()  # as if killed after the first part
-    summary = scorer.score_file(SAMPLE / "pairs.csv", output_dir=tmp_path / "big", part_rows=10, resume=True)
+    summary = scorer.score_file(TWENTY, output_dir=tmp_path / "big", part_rows=10, resume=True)
     assert summary.resumed_rows == 16
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "big"), pd.read_parquet(file), check_exact=True)
 
@@ -135,7 +139,7 @@ def test_output_choice_errors_are_one_line_before_the_model_loads(tmp_path):
 def test_cli_writes_a_folder_and_reports_on_it(scored, model_dir, tmp_path):
     _scorer, file, _folder = scored
     out = tmp_path / "cli-out"
-    args = ["score", str(SAMPLE / "pairs.csv"), "--output-dir", str(out), "--model", str(model_dir)]
+    args = ["score", str(TWENTY), "--output-dir", str(out), "--model", str(model_dir), "--image-root", str(SAMPLE)]
     run = CliRunner().invoke(app, [*args, "--precision", "float32", "--batch-size", "1"])
     assert run.exit_code == 0, run.output
     assert f"scored 20 rows -> {out}" in run.output

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 
 import mmscore
 from mmscore.cli import app
+from mmscore.contract import OUTPUT_COLUMNS
 from mmscore.errors import InputError, OutputError
 from mmscore.io.scored_writer import read_run_facts
 from mmscore.labels import PROB_COLUMNS
-from mmscore.pipeline import OUTPUT_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_a_frame_without_the_text_columns_is_one_clear_error(scorer):
 
 def test_token_length_batches_give_the_file_order_results(scorer, tmp_path):
     """Batches cut from rows sorted by token count, written back in input order: the same probabilities."""
-    from mmscore.pipeline import ChunkScorer
+    from mmscore.scoring.chunks import ChunkScorer
 
     frame = _pairs(24)
     table = pa.Table.from_pandas(frame, preserve_index=False)

@@ -20,7 +20,7 @@ from conftest import mmscore_cli, s3_filesystem
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'mmscore[ray]')")
 
-from mmscore.ray_engine import RayOptions, plan_shards, score_with_ray  # noqa: E402
+from mmscore.scoring.ray_engine import RayOptions, plan_shards, score_with_ray  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 FILE_SIZES = (37, 300, 5, 1, 257)  # uneven files, boundaries inside chunks and shards

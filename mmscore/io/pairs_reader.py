@@ -361,3 +361,13 @@ def read_row_range(files: list[tuple[InputFile, int]], start: int, rows: int, sc
             group_start = bounds[first - 1] if first else 0
             pieces.append(groups.slice(lo - group_start, hi - lo).cast(schema))
     return pa.concat_tables(pieces).combine_chunks() if pieces else schema.empty_table()
+
+
+def default_image_root(input: str | Path) -> Path:
+    """Where relative image paths are read from when no image root is given: the input file's folder, the
+    input folder itself, or the current folder (stdin, globs, object-store URIs)."""
+    spec = str(input)
+    if spec in ("-", "<stdin>") or is_uri(spec) or is_glob(spec):
+        return Path.cwd()
+    path = Path(spec).expanduser().resolve()
+    return path if path.is_dir() else path.parent

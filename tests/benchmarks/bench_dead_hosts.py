@@ -27,7 +27,7 @@ from PIL import Image
 from mmscore.images.fetcher import ImageFetcher
 from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import UrlPolicy
-from mmscore.pipeline import prepare_chunk
+from mmscore.scoring.chunks import prepare_chunk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fetch import LATENCY, start_server  # noqa: E402  (the benchmarks' shared local image server)

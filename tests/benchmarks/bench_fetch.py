@@ -23,7 +23,7 @@ from PIL import Image
 from mmscore.images.fetcher import ImageFetcher
 from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import UrlPolicy
-from mmscore.pipeline import prepare_chunk
+from mmscore.scoring.chunks import prepare_chunk
 
 LATENCY = 0.05
 

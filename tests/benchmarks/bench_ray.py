@@ -38,7 +38,6 @@ def main(rows: int = 1024) -> None:
     import ray
 
     import mmscore
-    from mmscore.ray_engine import RayOptions
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,11 +55,11 @@ def main(rows: int = 1024) -> None:
         for actors in (1, 2):
             t = time.perf_counter()
             scorer.score_file(root / "in", root / "warm_ray.parquet", limit=256, engine="ray",
-                              ray_options=RayOptions(actors=actors))  # fmt: skip
+                              actors=actors)  # fmt: skip
             # each run starts its actors (each loads the model): estimate that cost from a 256-row run
             startup = max(0.0, time.perf_counter() - t - 256 / results["local"][0])
             out = root / f"ray{actors}.parquet"
-            summary = scorer.score_file(root / "in", out, engine="ray", ray_options=RayOptions(actors=actors))
+            summary = scorer.score_file(root / "in", out, engine="ray", actors=actors)
             same = pq.read_table(out).equals(pq.read_table(root / "local.parquet"))
             steady = rows / max(1e-9, summary.seconds - startup)
             results[f"ray, {actors} actor(s)"] = (rows / summary.seconds, steady, startup)

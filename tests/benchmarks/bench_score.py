@@ -77,7 +77,9 @@ def measure(predictor, data: Path, root: Path, image_root: Path, fast: bool, tag
     from mmscore.images.fetcher import ImageFetcher
     from mmscore.images.image_cache import ImageCache
     from mmscore.io.pairs_reader import open_pairs
-    from mmscore.pipeline import ChunkScorer, ScoreOptions, score_pairs
+    from mmscore.scoring.chunks import ChunkScorer
+    from mmscore.scoring.local_engine import score_pairs
+    from mmscore.scoring.run import ScoreOptions
 
     configure(predictor, fast)
     fetcher = ImageFetcher(ImageCache(root / "cache"), image_root=image_root)

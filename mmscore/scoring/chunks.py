@@ -1,96 +1,41 @@
-"""The scoring pipeline: read -> fetch -> decode -> tokenise -> encode -> classify -> write.
+"""One chunk of rows in, the same rows with the output columns out: fetch and decode images, tokenise
+texts, order rows by length, run the model batch by batch, restore input order (:class:`ChunkScorer`).
 
-The unit of work is a chunk of rows (:class:`ChunkScorer`): one background thread prepares the next
-chunk (images fetched and decoded by a thread pool, texts tokenised, rows ordered by length) while the
-model scores the current one; each scored chunk is written as it finishes. Memory depends on the chunk
-size, never on the number of input rows.
+Every engine scores with this: the local engine streams chunks through it, the Ray engine's actors call it
+per shard, the Python API per table. Memory depends on the chunk size, never on the number of input rows.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-import mmscore
+from mmscore import defaults
+from mmscore.contract import (
+    DOMAIN_SCORE,
+    IN_DOMAIN,
+    OUTPUT_COLUMNS,
+    PRED_LABEL,
+    STATUS_COLUMNS,
+    output_array,
+)
 from mmscore.encoders.pair_tokens import PairTokens
-from mmscore.errors import InputError, MmscoreError, ScoringError, one_line
+from mmscore.errors import MmscoreError, ScoringError, one_line
 from mmscore.images.decode import decode_image
 from mmscore.images.fetcher import DEFERRED, ImageFetcher, image_reference
-from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE, PairsSource
-from mmscore.io.scored_writer import ScoredOutput, ScoredWriter
+from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE
 from mmscore.labels import LABELS, PROB_COLUMNS
 from mmscore.lookahead import lookahead
 from mmscore.model.predictor import Predictor
 
-STATUS_COLUMNS = ("image_1_status", "image_2_status", "text_status")
-DOMAIN_SCORE, IN_DOMAIN = "in_domain_score", "in_domain"  # see mmscore.model.domain; null without a reference
-OUTPUT_COLUMNS = ("pred_label", *PROB_COLUMNS, *STATUS_COLUMNS, DOMAIN_SCORE, IN_DOMAIN)
-DOMAIN_NAMES = {True: "in_domain", False: "out_of_domain", None: "unknown"}
-# Image statuses that mean "the model saw this image".
 SEEN = ("ok", "cached")
-
-
-@dataclass(frozen=True)
-class ScoreOptions:
-    batch_size: int = 32
-    chunk_batches: int = 8  # rows per written chunk = batch_size * chunk_batches
-    fetch_workers: int = 16
-    limit: int | None = None
-    resume: bool = False
-    length_batches: bool = True  # cut batches from rows sorted by length (False: file order, the old way)
-    part_chunks: int | None = None  # chunks per written part (a Ray shard); None: the engine's default
-
-    def __post_init__(self):
-        if min(self.batch_size, self.chunk_batches, self.fetch_workers) < 1 or self.part_chunks == 0:
-            raise ValueError("batch size, chunk batches, fetch workers and part chunks must be at least 1")
-        if self.limit is not None and self.limit < 0:
-            raise ValueError("limit must not be negative")
-
-    @property
-    def chunk_rows(self) -> int:
-        return self.batch_size * self.chunk_batches
-
-
-@dataclass
-class RunSummary:
-    rows: int = 0
-    resumed_rows: int = 0
-    labels: Counter = field(default_factory=Counter)
-    image_statuses: Counter = field(default_factory=Counter)
-    text_statuses: Counter = field(default_factory=Counter)
-    domain: Counter = field(default_factory=Counter)  # in_domain / out_of_domain / unknown (no reference)
-    seconds: float = 0.0
-    precision: str = "float32"  # the encoders' number format in this run
-
-    def counts(self) -> dict:
-        """The tallies as plain dicts (what a remote worker sends back)."""
-        return {
-            "labels": dict(self.labels),
-            "images": dict(self.image_statuses),
-            "texts": dict(self.text_statuses),
-            "domain": dict(self.domain),
-        }
-
-    def add_counts(self, rows: int, counts: dict) -> None:
-        self.rows += rows
-        self.labels.update(counts["labels"])
-        self.image_statuses.update(counts["images"])
-        self.text_statuses.update(counts["texts"])
-        self.domain.update(counts.get("domain", {}))
-
-    @property
-    def rows_per_second(self) -> float:
-        scored = self.rows - self.resumed_rows
-        return scored / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -244,27 +189,14 @@ def scored_table(
     for name in OUTPUT_COLUMNS:  # re-scoring a scored file replaces its old predictions
         if name in table.column_names:
             table = table.drop_columns([name])
-    table = table.append_column("pred_label", pa.array([LABELS[i] for i in probs.argmax(1)], pa.string()))
-    for i, name in enumerate(PROB_COLUMNS):
-        table = table.append_column(name, pa.array(probs[:, i], pa.float32()))
-    for name in STATUS_COLUMNS:
-        table = table.append_column(name, pa.array(chunk.statuses[name], pa.string()))
-    score, flag = domain if domain is not None else (None, None)
-    nulls = pa.nulls(table.num_rows)
-    table = table.append_column(
-        DOMAIN_SCORE, pa.array(score, pa.float32()) if score is not None else nulls.cast(pa.float32())
-    )
-    table = table.append_column(IN_DOMAIN, pa.array(flag, pa.bool_()) if flag is not None else nulls.cast(pa.bool_()))
+    n = table.num_rows
+    score, flag = domain if domain is not None else ([None] * n, [None] * n)
+    columns = {PRED_LABEL: [LABELS[i] for i in probs.argmax(1)], DOMAIN_SCORE: score, IN_DOMAIN: flag}
+    columns.update({name: probs[:, i] for i, name in enumerate(PROB_COLUMNS)})
+    columns.update({name: chunk.statuses[name] for name in STATUS_COLUMNS})
+    for name in OUTPUT_COLUMNS:
+        table = table.append_column(name, output_array(name, columns[name]))
     return table
-
-
-def output_schema(input_schema: pa.Schema) -> pa.Schema:
-    fields = [f for f in input_schema if f.name not in OUTPUT_COLUMNS]
-    fields.append(pa.field("pred_label", pa.string()))
-    fields += [pa.field(name, pa.float32()) for name in PROB_COLUMNS]
-    fields += [pa.field(name, pa.string()) for name in STATUS_COLUMNS]
-    fields += [pa.field(DOMAIN_SCORE, pa.float32()), pa.field(IN_DOMAIN, pa.bool_())]
-    return pa.schema(fields)
 
 
 class ChunkScorer:
@@ -274,7 +206,13 @@ class ChunkScorer:
     chunk, batch by batch in length order. The local driver and distributed engines call these two alone.
     """
 
-    def __init__(self, predictor: Predictor, fetcher: ImageFetcher, batch_size: int = 32, length_batches: bool = True):
+    def __init__(
+        self,
+        predictor: Predictor,
+        fetcher: ImageFetcher,
+        batch_size: int = defaults.BATCH_SIZE,
+        length_batches: bool = True,
+    ):
         self.predictor = predictor
         self.fetcher = fetcher
         self.batch_size = batch_size
@@ -330,107 +268,3 @@ class ChunkScorer:
         with ThreadPoolExecutor(fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
             for chunk in lookahead(tables, lambda table: self.prepare(table, pool), 1, "mmscore-prepare"):
                 yield self.score(chunk)
-
-
-def _limited(chunks: Iterator[pa.Table], remaining: int | None) -> Iterator[pa.Table]:
-    for table in chunks:
-        if remaining is not None:
-            if remaining <= 0:
-                return
-            table = table.slice(0, remaining)
-            remaining -= table.num_rows
-        yield table
-
-
-def run_key(source: PairsSource, predictor: Predictor, options: ScoreOptions) -> dict:
-    """What must match for ``--resume`` to continue an earlier run's parts."""
-    path = Path(source.path)
-    stat = path.stat() if path.is_file() else None
-    files = {} if stat or not source.files else {"input_files": [f.fingerprint() for f in source.files]}
-    return {
-        **files,
-        "input": str(path.resolve()) if stat else source.path,
-        "input_size": stat.st_size if stat else None,
-        "input_mtime_ns": stat.st_mtime_ns if stat else None,
-        "model": predictor.card.model_id(),
-        "offsets": [float(x) for x in predictor.offsets],
-        "temperature": predictor.temperature,
-        "precision": predictor.precision,
-        "chunk_rows": options.chunk_rows,
-        "limit": options.limit,
-        "mmscore": mmscore.__version__,
-    }
-
-
-def score_pairs(
-    source: PairsSource,
-    output: ScoredOutput | str | Path,
-    predictor: Predictor,
-    fetcher: ImageFetcher,
-    options: ScoreOptions = ScoreOptions(),
-    on_progress: Callable[[int, Counter], None] | None = None,
-) -> RunSummary:
-    """Score every row of ``source`` into ``output`` (a Parquet file, or a folder of parts). One output row per
-    input row, same order."""
-    if options.resume and source.path == "<stdin>":
-        raise InputError("--resume needs an input file, not stdin")
-    started, started_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")
-    writer = ScoredWriter(output, run_key(source, predictor, options), resume=options.resume)
-    summary = RunSummary(rows=writer.rows_done, resumed_rows=writer.rows_done, precision=predictor.precision)
-    limit = None if options.limit is None else max(0, options.limit - writer.rows_done)
-    scorer = ChunkScorer(predictor, fetcher, options.batch_size, options.length_batches)
-    tables = _limited(source.chunks(options.chunk_rows, skip=writer.rows_done), limit)
-    part: list[pa.Table] = []  # scored chunks not yet written: a crash costs at most one part's work
-    try:
-        for scored in scorer.score_stream(tables, options.fetch_workers):
-            part.append(scored)
-            if len(part) == (options.part_chunks or 1):
-                writer.write(pa.concat_tables(part))
-                part = []
-            count_rows(summary, scored)
-            if on_progress:
-                on_progress(scored.num_rows, summary.image_statuses)
-    except ScoringError as exc:
-        raise ScoringError(f"{source.path}: {exc}") from exc.__cause__
-    if part:
-        writer.write(pa.concat_tables(part))
-    summary.seconds = time.perf_counter() - started
-    writer.finish(run_facts(summary, source, predictor, options, started_at), output_schema(source.schema))
-    return summary
-
-
-def count_rows(summary: RunSummary, scored: pa.Table) -> None:
-    summary.rows += scored.num_rows
-    summary.labels.update(scored.column("pred_label").to_pylist())
-    for column in IMAGE_COLUMNS:
-        summary.image_statuses.update(scored.column(f"{column}_status").to_pylist())
-    summary.text_statuses.update(scored.column("text_status").to_pylist())
-    summary.domain.update(DOMAIN_NAMES[flag] for flag in scored.column(IN_DOMAIN).to_pylist())
-
-
-def run_facts(
-    summary: RunSummary, source: PairsSource, predictor: Predictor, options: ScoreOptions, started_at: str
-) -> dict:
-    return {
-        "mmscore_version": mmscore.__version__,
-        "model_id": predictor.card.model_id(),
-        "model_card": {k: getattr(predictor.card, k) for k in ("text_encoder", "image_encoder", "loss", "trained_at")},
-        "decision_offsets": [float(x) for x in predictor.offsets],
-        "temperature": predictor.temperature,
-        "uses_images": predictor.card.uses_images,
-        "precision": predictor.precision,
-        "input": source.path,
-        "started_at": started_at,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "rows": summary.rows,
-        "resumed_rows": summary.resumed_rows,
-        "seconds": round(summary.seconds, 3),
-        "rows_per_second": round(summary.rows_per_second, 2),
-        "label_counts": dict(summary.labels),
-        "image_status_counts": dict(summary.image_statuses),
-        "text_status_counts": dict(summary.text_statuses),
-        "domain_counts": dict(summary.domain),
-        "batch_size": options.batch_size,
-        "fetch_workers": options.fetch_workers,
-        "part_rows": options.chunk_rows * (options.part_chunks or 1),
-    }

@@ -30,26 +30,17 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
+from mmscore import defaults
+from mmscore.contract import output_schema
 from mmscore.errors import InputError, ScoringError
 from mmscore.io.pairs_reader import InputFile, PairsSource, read_row_range
 from mmscore.io.scored_writer import ScoredOutput, ScoredWriter, write_part
 from mmscore.io.storage import Storage
-from mmscore.pipeline import (
-    ChunkScorer,
-    RunSummary,
-    ScoreOptions,
-    chunk_image_refs,
-    chunk_slices,
-    count_rows,
-    image_cells,
-    load_images,
-    output_schema,
-    run_facts,
-    run_key,
-)
+from mmscore.scoring.chunks import ChunkScorer, chunk_image_refs, chunk_slices, image_cells, load_images
+from mmscore.scoring.run import EngineJob, RunSummary, ScoreOptions, count_rows, run_facts, run_key
 
 RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'mmscore[ray]'"
-SHARD_CHUNKS = 4  # chunks per shard: big enough to amortise reading, small enough to balance and retry
+SHARD_CHUNKS = defaults.RAY_SHARD_CHUNKS
 ACTOR_CPU_SHARE = 0.9  # of a node's CPUs: an actor pool that asks for all of them never starts
 
 
@@ -92,7 +83,7 @@ def fetch_shards(batch: dict, job: ShardJob) -> dict:
     import pickle
     from concurrent.futures import ThreadPoolExecutor
 
-    from mmscore.scorer import build_fetcher
+    from mmscore.images.fetcher import build_fetcher
 
     out: dict[str, list] = {"index": [], "table": [], "images": []}
     fetcher = build_fetcher(**job.fetcher, workers=job.fetch_workers)
@@ -281,3 +272,10 @@ def _run_shards(ray, pending: list[Shard], job: ShardJob, actors: int, resources
         **resources,
     )
     yield from scored.iter_rows()
+
+
+def score(job: EngineJob, on_progress: Callable[[int, Counter], None] | None = None) -> RunSummary:
+    """The engine entry point (see :mod:`mmscore.scoring`): the run's shards on a Ray cluster."""
+    settings = {"model": job.model, "fetcher": job.images}
+    options = RayOptions(address=job.address, actors=job.actors)
+    return score_with_ray(job.source, job.target, job.predictor, settings, job.options, options, on_progress)

@@ -1,0 +1,24 @@
+"""Every default a user can set, defined once: the library's signatures, its option records and the CLI's
+flags all read them from here (a test holds the CLI's defaults against the library's). No heavy imports, so
+the CLI can read them while `mmscore --help` stays instant."""
+
+# scoring
+BATCH_SIZE = 32  # pairs per model batch
+CHUNK_BATCHES = 8  # a chunk (what is read, prepared and written at a time) is BATCH_SIZE * CHUNK_BATCHES rows
+RAY_SHARD_CHUNKS = 4  # chunks per Ray shard (part) by default: big enough to amortise reading, small to retry
+FETCH_WORKERS = 16  # concurrent image downloads
+PRECISION = "auto"  # the encoders' number format: auto, float32, bfloat16 (mmscore.precision)
+ENGINE = "local"
+
+# training
+MODEL_OUT = "model"
+FOLDS = 5
+SEED = 0
+EPOCHS = 60
+LOSS = "focal"  # won the comparison on the real tweets (train/README.md); comparing all three costs 3x the time
+FINE_TUNE_EPOCHS = 2
+TEXT_ENCODER = "minilm-l6-v2"
+IMAGE_ENCODER = "mobilenet-v2-imagenet"
+
+# report
+LOW_CONFIDENCE = 0.6  # review threshold on the max probability (calibrated models: ~ expected accuracy)

@@ -1,0 +1,89 @@
+"""The layout holds: the library owns every option (the CLI only parses and renders), and imports point one way."""
+
+import ast
+import inspect
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mmscore"
+# Stages below the scoring and training layers never import from them (no arrows back up).
+LOWER = ("mmscore.io", "mmscore.images", "mmscore.encoders", "mmscore.model", "mmscore.errors", "mmscore.labels")
+UPPER = ("mmscore.scoring", "mmscore.scorer", "mmscore.training", "mmscore.report", "mmscore.render", "mmscore.cli")
+
+
+def _same(a, b) -> bool:
+    return str(a) == str(b) if isinstance(a, Path) or isinstance(b, Path) else a == b
+
+
+def _cli_parameters(command) -> dict:
+    return {name: p.default for name, p in inspect.signature(command).parameters.items()}
+
+
+def test_every_score_and_train_option_is_a_library_parameter_with_the_same_default():
+    from mmscore import cli
+    from mmscore.scorer import Scorer
+    from mmscore.training import train
+
+    library = {**inspect.signature(Scorer.__init__).parameters, **inspect.signature(Scorer.score_file).parameters}
+    for name, default in _cli_parameters(cli.score).items():
+        assert name in library, f"mmscore score --{name} is not a parameter of Scorer or Scorer.score_file"
+        assert _same(library[name].default, default), (name, library[name].default, default)
+    library = inspect.signature(train).parameters
+    for name, default in _cli_parameters(cli.train).items():
+        assert name in library, f"mmscore train --{name} is not a parameter of mmscore.training.train"
+        assert _same(library[name].default, default), (name, library[name].default, default)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every mmscore module -> the mmscore modules it imports, at the top or inside functions."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mmscore"):
+                for alias in node.names:  # "from mmscore import defaults" imports a module
+                    target = f"{node.module}.{alias.name}"
+                    found.add(target if target in modules else node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("mmscore")}
+        graph[name] = {t for t in found if t in modules and t != name}
+    return graph
+
+
+def _cycle_from(start: str, graph: dict[str, set[str]]) -> list[str] | None:
+    path, on_path, done = [], set(), set()
+
+    def visit(node: str) -> list[str] | None:
+        path.append(node)
+        on_path.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt in on_path:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in done and (cycle := visit(nxt)):
+                return cycle
+        on_path.discard(path.pop())
+        done.add(node)
+        return None
+
+    return visit(start)
+
+
+def test_no_import_circles_and_no_imports_back_up():
+    graph = _import_graph()
+    graph["mmscore"] = set()  # the package's lazy `mmscore.Scorer` is the public door, not a dependency
+    for module in graph:
+        cycle = _cycle_from(module, graph)
+        assert cycle is None, " -> ".join(cycle)
+    for module, targets in graph.items():
+        if module.startswith(LOWER):
+            upward = sorted(t for t in targets if t.startswith(UPPER))
+            assert not upward, f"{module} imports {upward} from a layer above it"
+
+
+def test_the_cli_stays_thin():
+    assert len((PACKAGE / "cli.py").read_text().splitlines()) < 450
