@@ -24,7 +24,7 @@ def score_with_progress(console: Console, scorer, run, **run_options):
     """``scorer.run(run, ...)`` under a progress bar (rows/s, fetched/cached/failed images) on a terminal."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from mmscore.scoring.chunks import SEEN
+    from mmscore import statuses
 
     columns = [
         TextColumn("[bold]scoring"),
@@ -37,16 +37,16 @@ def score_with_progress(console: Console, scorer, run, **run_options):
     with Progress(*columns, console=console, disable=not console.is_terminal, transient=False) as progress:
         task = progress.add_task("score", total=None, rate=0.0, fetched=0, cached=0, failed=0)
 
-        def on_progress(rows: int, statuses) -> None:
+        def on_progress(rows: int, image_statuses) -> None:
             elapsed = progress.tasks[task].elapsed or 1e-9
             done = progress.tasks[task].completed + rows
-            failed = sum(n for s, n in statuses.items() if s not in (*SEEN, "missing"))
+            failed = sum(n for s, n in image_statuses.items() if statuses.failed(s))
             progress.update(
                 task,
                 advance=rows,
                 rate=done / elapsed,
-                fetched=statuses.get("ok", 0),
-                cached=statuses.get("cached", 0),
+                fetched=image_statuses.get(statuses.OK, 0),
+                cached=image_statuses.get(statuses.CACHED, 0),
                 failed=failed,
             )
 
@@ -192,8 +192,9 @@ def print_report(console: Console, result) -> None:
         f"low confidence (max probability < {result.low_confidence_threshold:g}): {result.low_confidence} rows "
         f"({share:.1f}%)"
     )
-    for column, counts in result.image_statuses.items():
-        console.print(counts_table(column, dict(counts), sum(counts.values())))
+    for column, counts in (*result.image_statuses.items(), ("text_status", result.text_statuses)):
+        if counts:
+            console.print(counts_table(column, dict(counts), sum(counts.values())))
     if result.gold_outside_labels:
         console.print(f"gold labels outside {', '.join(LABELS)}: {dict(result.gold_outside_labels)} (not scored)")
     if result.metrics is None:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmscore import defaults
+from mmscore.contract import DOMAIN_SCORE, IMAGE_STATUS_COLUMNS, IN_DOMAIN, PRED_LABEL, TEXT_STATUS
 from mmscore.errors import InputError, OutputError, first_line
 from mmscore.io.scored_writer import read_run_facts, scored_parts
 from mmscore.io.storage import Storage
@@ -25,9 +26,7 @@ from mmscore.metrics import CalibrationTally, class_metrics
 
 LOW_CONFIDENCE = defaults.LOW_CONFIDENCE
 CONFIDENCE_BINS = np.linspace(1 / 3, 1.0, 11)
-NEEDED = ("pred_label", *PROB_COLUMNS)
-STATUS_COLUMNS = ("image_1_status", "image_2_status")
-DOMAIN_SCORE, IN_DOMAIN = "in_domain_score", "in_domain"
+NEEDED = (PRED_LABEL, *PROB_COLUMNS)
 OUT_OF_DOMAIN_WARNING_SHARE = 0.2  # above this share of out-of-domain rows, the report warns in plain words
 
 
@@ -84,6 +83,7 @@ class ScoredReport:
     confidence_hist: dict[str, list[int]] = field(default_factory=lambda: {k: [0] * 10 for k in LABELS})
     confidence_quantiles: dict[str, dict[str, float]] = field(default_factory=dict)
     image_statuses: dict[str, Counter] = field(default_factory=dict)
+    text_statuses: Counter = field(default_factory=Counter)
     low_confidence: int = 0
     low_confidence_threshold: float = LOW_CONFIDENCE
     run_facts: dict = field(default_factory=dict)
@@ -107,6 +107,7 @@ class ScoredReport:
             "low_confidence_threshold": self.low_confidence_threshold,
             "low_confidence_rows": self.low_confidence,
             "image_status_counts": {k: dict(v) for k, v in self.image_statuses.items()},
+            "text_status_counts": dict(self.text_statuses),
             "run": self.run_facts,
             "gold_column": self.gold_column,
             "gold_missing_reason": self.gold_missing_reason,
@@ -153,10 +154,11 @@ def build_report(
     report.gold_column = gold if has_gold else None
     if not has_gold:
         report.gold_missing_reason = f"no gold column {gold!r} in the file (use --gold COLUMN)"
-    statuses = [c for c in STATUS_COLUMNS if c in names]
+    statuses = [c for c in IMAGE_STATUS_COLUMNS if c in names]
+    texts = [TEXT_STATUS] if TEXT_STATUS in names else []
     report.image_statuses = {c: Counter() for c in statuses}
     report.domain = DomainTally() if IN_DOMAIN in names else None
-    columns = [*NEEDED, *statuses, *([IN_DOMAIN] if report.domain else []), *([gold] if has_gold else [])]
+    columns = [*NEEDED, *statuses, *texts, *([IN_DOMAIN] if report.domain else []), *([gold] if has_gold else [])]
     confidences: dict[str, list[np.ndarray]] = {k: [] for k in LABELS}
     gold_codes, pred_codes = [], []
     for batch in _batches(parts, columns, chunk_rows):
@@ -176,6 +178,8 @@ def build_report(
             confidences[label].append(chosen.astype(np.float16))
         for c in statuses:
             report.image_statuses[c].update(batch.column(c).to_pylist())
+        if texts:
+            report.text_statuses.update(batch.column(TEXT_STATUS).to_pylist())
         if report.domain:
             report.domain.add(batch.column(IN_DOMAIN).to_pylist(), pred, top)
         if has_gold:
@@ -268,7 +272,7 @@ def _plot_reliability(ax, calibration: dict) -> None:
     ax.legend(loc="upper left", fontsize=8)
 
 
-REVIEW_COLUMNS = ("text_1", "text_2", "image_1", "image_2", "pred_label", *PROB_COLUMNS, DOMAIN_SCORE, IN_DOMAIN)
+REVIEW_COLUMNS = ("text_1", "text_2", "image_1", "image_2", PRED_LABEL, *PROB_COLUMNS, DOMAIN_SCORE, IN_DOMAIN)
 
 
 @dataclass
@@ -324,7 +328,7 @@ def write_review_queue(
         raise InputError(f"{out}: the review queue must be a .csv or .parquet file")
     parts = scored_parts(scored)
     schema = _scored_schema(str(scored), parts)
-    shown = (*REVIEW_COLUMNS, *STATUS_COLUMNS, "text_status", gold)
+    shown = (*REVIEW_COLUMNS, *IMAGE_STATUS_COLUMNS, TEXT_STATUS, gold)
     wanted = [c for c in schema.names if c.startswith("id") or c in shown]
     if out_of_domain and IN_DOMAIN not in schema.names:
         raise InputError(f"{scored}: no {IN_DOMAIN} column (scored by an older mmscore); score it again")

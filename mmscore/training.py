@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mmscore import defaults
+from mmscore import defaults, statuses
 from mmscore.errors import InputError, OutputError, first_line
 from mmscore.images.fetcher import ImageFetcher, image_reference
 from mmscore.io.atomic_write import atomic_path
@@ -123,7 +123,7 @@ def read_labelled_pairs(path: str | Path) -> tuple[pd.DataFrame, int]:
         raise InputError(f"{path}: missing required column(s) label")
     table = pa.concat_tables(source.chunks(1 << 16), promote_options="default") if source.num_rows != 0 else None
     df = table.to_pandas() if table is not None else pd.DataFrame(columns=source.schema.names)
-    malformed = df.pop(ROW_NOTE).eq("malformed_row") if ROW_NOTE in df.columns else pd.Series(False, df.index)
+    malformed = df.pop(ROW_NOTE).eq(statuses.MALFORMED_ROW) if ROW_NOTE in df.columns else pd.Series(False, df.index)
     unknown = sorted(set(df["label"].astype(str)) - set(LABELS))
     if unknown:
         raise InputError(f"{path}: unknown label value(s) {unknown}; expected {', '.join(LABELS)}")

@@ -87,3 +87,30 @@ def test_no_import_circles_and_no_imports_back_up():
 
 def test_the_cli_stays_thin():
     assert len((PACKAGE / "cli.py").read_text().splitlines()) < 450
+
+
+def _readme_row(readme: str, first_cell: str) -> str:
+    rows = [line for line in readme.splitlines() if line.startswith(f"| {first_cell}")]
+    assert rows, f"README has no table row starting with {first_cell}"
+    return rows[0]
+
+
+def test_the_readme_documents_every_output_column_and_status():
+    """The README's output table is held against the one contract and the one status vocabulary."""
+    from mmscore.contract import IMAGE_STATUS_COLUMNS, OUTPUT_FIELDS, TEXT_STATUS
+    from mmscore.statuses import HTTP_PREFIX, IMAGE_STATUSES, TEXT_STATUSES
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    table = readme[readme.index("Output columns added to the input's:") :]
+    table = table[: table.index("\n\n", table.index("| column"))]
+    for column in OUTPUT_FIELDS:
+        rows = [line for line in table.splitlines() if line.startswith("| `")]
+        row = next(line for line in rows if f"`{column.name}`" in line.split("|")[1])
+        kind = {"string": "string", "float": "float32", "bool": "bool"}[str(column.type)]
+        assert f"| {kind} |" in row, (column.name, row)
+    images = _readme_row(table, " ".join(f"`{c}`," for c in IMAGE_STATUS_COLUMNS).rstrip(","))
+    for status in (*IMAGE_STATUSES, f"{HTTP_PREFIX}404"):
+        assert f"`{status}`" in images, status
+    texts = _readme_row(table, f"`{TEXT_STATUS}`")
+    for status in TEXT_STATUSES:
+        assert f"`{status}`" in texts, status

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mmscore import statuses
+
 MAX_PIXELS = 40_000_000  # ~6300x6300; larger is refused before decoding (decompression bombs)
 
 
@@ -45,17 +47,17 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = MAX_PIXELS) -> 
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
             if im.width * im.height > max_pixels:
-                return Decoded(None, "too_many_pixels")
+                return Decoded(None, statuses.TOO_MANY_PIXELS)
             im.seek(0)
             if im.format == "JPEG":
                 im.draft("RGB", (size, size))  # decode at reduced scale: much faster for big photos
             im = ImageOps.exif_transpose(im)
             im = _to_rgb(im)
             im = im.resize((size, size), Image.BILINEAR)
-            return Decoded(np.asarray(im, dtype=np.uint8), "ok")
+            return Decoded(np.asarray(im, dtype=np.uint8), statuses.OK)
     except UnidentifiedImageError:
-        return Decoded(None, "not_an_image")
+        return Decoded(None, statuses.NOT_AN_IMAGE)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return Decoded(None, "too_many_pixels")
+        return Decoded(None, statuses.TOO_MANY_PIXELS)
     except (OSError, ValueError, SyntaxError, EOFError):
-        return Decoded(None, "corrupt_image")
+        return Decoded(None, statuses.CORRUPT_IMAGE)

@@ -21,14 +21,14 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from mmscore import defaults
-from mmscore.images.host_health import UNREACHABLE, HostBreaker
+from mmscore import defaults, statuses
+from mmscore.images.host_health import HostBreaker
 from mmscore.images.image_cache import ImageCache
 from mmscore.images.url_policy import LookupPending, UrlPolicy, UrlRefused, parse_url
+from mmscore.statuses import UNREACHABLE
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = {429, 500, 502, 503, 504}
 # Returned only by ``fetch(ref, wait=False)``: the host is busy (its lookup is in flight, or it has all the
 # connections it may have); the caller should try this reference again later instead of blocking a worker.
 DEFERRED = "deferred"
@@ -177,12 +177,12 @@ class ImageFetcher:
         except Exception as exc:  # one hostile cell must never end the run; the status names the kind
             # the cell itself is not formatted here: its own str() may be what failed
             log.debug("image reference (%s) failed with %s: %s", type(ref).__name__, type(exc).__name__, exc)
-            return Fetched(None, "bad_url" if isinstance(exc, ValueError) else "fetch_error")
+            return Fetched(None, statuses.BAD_URL if isinstance(exc, ValueError) else statuses.FETCH_ERROR)
 
     def _fetch(self, ref: object, wait: bool) -> Fetched:
         ref = image_reference(ref)
         if ref is None:
-            return Fetched(None, "missing")
+            return Fetched(None, statuses.MISSING)
         if "://" not in ref:
             return self._read_local(ref)
         try:
@@ -191,12 +191,12 @@ class ImageFetcher:
             return Fetched(None, refused.status)
         cached = self.cache.get(ref)
         if cached is not None:
-            return Fetched(cached, "cached")
+            return Fetched(cached, statuses.CACHED)
         if self.settings.offline:
-            return Fetched(None, "offline_miss")
+            return Fetched(None, statuses.OFFLINE_MISS)
         server = f"{host}:{port}"
         if self.breaker.is_open(server):
-            return Fetched(None, "host_unreachable")
+            return Fetched(None, statuses.HOST_UNREACHABLE)
         if not self._take_slot(server, wait):
             return Fetched(None, DEFERRED)
         try:
@@ -211,37 +211,37 @@ class ImageFetcher:
             self._free_slot(server)
         with contextlib.suppress(OSError):  # a full or read-only cache costs a refetch later, never this row
             self.cache.put(ref, data)
-        return Fetched(data, "ok")
+        return Fetched(data, statuses.OK)
 
     def _read_local(self, ref: str) -> Fetched:
         """A file inside the image root: resolved (symlinks too), a regular file, at most the size cap."""
         try:
             path = (self.image_root / ref).resolve(strict=True)  # an absolute ref replaces the root, then is checked
         except FileNotFoundError:
-            return Fetched(None, "not_found")
+            return Fetched(None, statuses.NOT_FOUND)
         except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes, names too long
-            return Fetched(None, "bad_path")
+            return Fetched(None, statuses.BAD_PATH)
         if not path.is_relative_to(self.image_root):
-            return Fetched(None, "blocked_path")
+            return Fetched(None, statuses.BLOCKED_PATH)
         try:
             if not stat.S_ISREG(os.stat(path).st_mode):
-                return Fetched(None, "not_a_file")  # devices, FIFOs, sockets, folders: never opened
+                return Fetched(None, statuses.NOT_A_FILE)  # devices, FIFOs, sockets, folders: never opened
             # O_NONBLOCK: should the path be swapped for a FIFO after the check, opening it cannot hang.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
-            return Fetched(None, "not_found")
+            return Fetched(None, statuses.NOT_FOUND)
         except OSError:
-            return Fetched(None, "read_error")
+            return Fetched(None, statuses.READ_ERROR)
         with os.fdopen(fd, "rb", buffering=0) as fh:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return Fetched(None, "not_a_file")
+                return Fetched(None, statuses.NOT_A_FILE)
             try:
                 data = _read_at_most(fh, self.settings.max_bytes + 1)
             except OSError:
-                return Fetched(None, "read_error")
+                return Fetched(None, statuses.READ_ERROR)
         if len(data) > self.settings.max_bytes:
-            return Fetched(None, "too_large")
-        return Fetched(data, "ok")
+            return Fetched(None, statuses.TOO_LARGE)
+        return Fetched(data, statuses.OK)
 
     def _take_slot(self, server: str, wait: bool) -> bool:
         with self._busy_changed:
@@ -278,7 +278,7 @@ class ImageFetcher:
                 self.breaker.record(server, unreachable=failure.unreachable)
                 if self.breaker.is_open(server):
                     raise  # no more retries: the host is given up (later references get host_unreachable)
-                transient = failure.status in {f"http_{c}" for c in RETRY_STATUSES} | {"connection_error", "truncated"}
+                transient = failure.status in statuses.RETRYABLE
                 if not transient or attempt >= self.settings.retries:
                     raise
                 wait = failure.retry_after
@@ -296,7 +296,7 @@ class ImageFetcher:
             if isinstance(location, bytes):
                 return location
             url = urljoin(url, location)
-        raise _Failure("too_many_redirects")
+        raise _Failure(statuses.TOO_MANY_REDIRECTS)
 
     def _get_once(self, url: str) -> bytes | str:
         """One request: the body (bytes) or a redirect target (str)."""
@@ -306,25 +306,25 @@ class ImageFetcher:
                 url, stream=True, allow_redirects=False, timeout=(s.connect_timeout, s.read_timeout)
             )
         except requests.exceptions.ConnectTimeout as exc:
-            raise _Failure("timeout", unreachable=True) from exc
+            raise _Failure(statuses.TIMEOUT, unreachable=True) from exc
         except requests.exceptions.Timeout as exc:
-            raise _Failure("timeout") from exc
+            raise _Failure(statuses.TIMEOUT) from exc
         except requests.exceptions.ConnectionError as exc:
-            raise _Failure("connection_error", unreachable=_never_connected(exc)) from exc
+            raise _Failure(statuses.CONNECTION_ERROR, unreachable=_never_connected(exc)) from exc
         except requests.exceptions.RequestException as exc:  # InvalidURL and the rest: not a usable URL
-            raise _Failure("bad_url") from exc
+            raise _Failure(statuses.BAD_URL) from exc
         with resp:
             if resp.is_redirect and resp.headers.get("Location"):
                 return resp.headers["Location"]
             if resp.status_code != 200:
-                raise _Failure(f"http_{resp.status_code}", _retry_after_seconds(resp.headers.get("Retry-After")))
+                raise _Failure(statuses.http(resp.status_code), _retry_after_seconds(resp.headers.get("Retry-After")))
             return self._read_body(resp)
 
     def _read_body(self, resp: requests.Response) -> bytes:
         s = self.settings
         declared = resp.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > s.max_bytes:
-            raise _Failure("too_large")
+            raise _Failure(statuses.TOO_LARGE)
         deadline = time.monotonic() + s.total_timeout
         chunks, size = [], 0
         try:
@@ -333,17 +333,17 @@ class ImageFetcher:
             while chunk := resp.raw.read1(64 * 1024, decode_content=True):
                 size += len(chunk)
                 if size > s.max_bytes:
-                    raise _Failure("too_large")  # stop reading: never pull an oversized body in full
+                    raise _Failure(statuses.TOO_LARGE)  # stop reading: never pull an oversized body in full
                 if time.monotonic() > deadline:
-                    raise _Failure("timeout")
+                    raise _Failure(statuses.TIMEOUT)
                 chunks.append(chunk)
         except urllib3.exceptions.ReadTimeoutError as exc:
-            raise _Failure("timeout") from exc
+            raise _Failure(statuses.TIMEOUT) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise _Failure("truncated") from exc
+            raise _Failure(statuses.TRUNCATED) from exc
         data = b"".join(chunks)
         if declared.isdigit() and len(data) < int(declared):
-            raise _Failure("truncated")
+            raise _Failure(statuses.TRUNCATED)
         return data
 
 

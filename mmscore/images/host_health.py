@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-# Failures that say nothing was reached: no address, or no connection. Answers from a server (404, resets
-# after connecting, slow bodies) say the host is alive and never trip the breaker.
-UNREACHABLE = frozenset({"dns_error", "dns_timeout"})
+# Failures that say nothing was reached (mmscore.statuses.UNREACHABLE): no address, or no connection. Answers
+# from a server (404, resets after connecting, slow bodies) say the host is alive and never trip the breaker.
 
 
 class HostBreaker:

@@ -12,6 +12,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from mmscore import statuses
+
 Resolver = Callable[[str, int], list[str]]
 FAILURE_TTL = 60.0  # seconds a failed lookup is remembered before the name is tried again
 LOOKUP_THREADS = 32
@@ -60,11 +62,11 @@ class _Lookup:
         try:
             addresses = self.future.result(max(0.0, remaining))
         except FutureTimeout as exc:
-            raise UrlRefused("dns_timeout", f"resolving {host} took over {timeout} s") from exc
+            raise UrlRefused(statuses.DNS_TIMEOUT, f"resolving {host} took over {timeout} s") from exc
         except (OSError, ValueError) as exc:  # UnicodeError (bad IDNA labels) is a ValueError
-            raise UrlRefused("dns_error", f"cannot resolve {host}: {exc}") from exc
+            raise UrlRefused(statuses.DNS_ERROR, f"cannot resolve {host}: {exc}") from exc
         if not addresses:
-            raise UrlRefused("dns_error", f"{host} resolves to nothing")
+            raise UrlRefused(statuses.DNS_ERROR, f"{host} resolves to nothing")
         return list(addresses)
 
 
@@ -110,7 +112,7 @@ class UrlPolicy:
     def check_peer(self, address: str) -> None:
         """Refuse a connection whose actual peer is not permitted (the DNS answer changed after ``check``)."""
         if not self.permits_address(address):
-            raise UrlRefused("blocked_private", f"connected to non-public address {address}")
+            raise UrlRefused(statuses.BLOCKED_PRIVATE, f"connected to non-public address {address}")
 
     def check(self, url: str, wait: bool = True) -> None:
         """Raise :class:`UrlRefused` unless ``url`` is http(s) to a permitted host.
@@ -122,7 +124,7 @@ class UrlPolicy:
             return
         addresses = self.resolve(host, port, wait)
         if not all(self.permits_address(a) for a in addresses):
-            raise UrlRefused("blocked_private", f"{host} resolves to a non-public address")
+            raise UrlRefused(statuses.BLOCKED_PRIVATE, f"{host} resolves to a non-public address")
 
     def resolve(self, host: str, port: int, wait: bool = True) -> list[str]:
         """The addresses of ``host``, looked up once per run; every caller shares that one lookup."""
@@ -148,19 +150,19 @@ MAX_HOST_LENGTH = 253
 def parse_url(url: str) -> tuple[str, str, int]:
     """``(scheme, host, port)`` of an http(s) URL, or :class:`UrlRefused` (``blocked_scheme`` / ``bad_url``)."""
     if len(url) > MAX_URL_LENGTH:
-        raise UrlRefused("bad_url", f"URL longer than {MAX_URL_LENGTH} characters")
+        raise UrlRefused(statuses.BAD_URL, f"URL longer than {MAX_URL_LENGTH} characters")
     if any(ord(c) < 32 or ord(c) == 127 for c in url):
-        raise UrlRefused("bad_url", "URL contains control characters")
+        raise UrlRefused(statuses.BAD_URL, "URL contains control characters")
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
-            raise UrlRefused("blocked_scheme", f"scheme {parts.scheme!r} is not http(s)")
+            raise UrlRefused(statuses.BLOCKED_SCHEME, f"scheme {parts.scheme!r} is not http(s)")
         host, port = parts.hostname, parts.port or (443 if scheme == "https" else 80)
     except ValueError as exc:  # broken IPv6 brackets, a port that is not a number or out of range
-        raise UrlRefused("bad_url", f"malformed URL: {exc}") from exc
+        raise UrlRefused(statuses.BAD_URL, f"malformed URL: {exc}") from exc
     if not host:
-        raise UrlRefused("bad_url", "URL has no host")
+        raise UrlRefused(statuses.BAD_URL, "URL has no host")
     if len(host) > MAX_HOST_LENGTH or any(not label for label in host.rstrip(".").split(".")):
-        raise UrlRefused("bad_url", "malformed host name")
+        raise UrlRefused(statuses.BAD_URL, "malformed host name")
     return scheme, host, port

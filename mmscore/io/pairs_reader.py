@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from mmscore import statuses
 from mmscore.errors import InputError, first_line
 from mmscore.io.storage import Storage, is_uri
 
@@ -113,14 +114,14 @@ def _csv_records(reader) -> Iterator[tuple[list[str], str | None]]:
         except StopIteration:
             return
         except csv.Error:  # e.g. a field beyond the size limit: keep a row for it, keep going
-            yield [], "malformed_row"
+            yield [], statuses.MALFORMED_ROW
             continue
         if not fields:
             continue  # a blank line is not a row
         note = None
         for i, field in enumerate(fields):
             if (fixed := _repaired(field)) is not None:
-                fields[i], note = fixed, "invalid_utf8"
+                fields[i], note = fixed, statuses.INVALID_UTF8
         yield fields, note
 
 
@@ -134,7 +135,7 @@ def _csv_batches(reader, header: list[str], schema: pa.Schema, rows_per_batch: i
     notes: list[str | None] = []
     for fields, note in _csv_records(reader):
         if len(fields) != width:
-            note = "malformed_row"  # wrong field count: keep what lines up, pad the rest
+            note = statuses.MALFORMED_ROW  # wrong field count: keep what lines up, pad the rest
             fields = (fields + [None] * width)[:width]
         for column, value in zip(columns, fields, strict=True):
             column.append(value)

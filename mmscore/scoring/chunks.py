@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from mmscore import defaults
+from mmscore import defaults, statuses
 from mmscore.contract import (
     DOMAIN_SCORE,
     IN_DOMAIN,
@@ -34,8 +34,6 @@ from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE
 from mmscore.labels import LABELS, PROB_COLUMNS
 from mmscore.lookahead import lookahead
 from mmscore.model.predictor import Predictor
-
-SEEN = ("ok", "cached")
 
 
 @dataclass
@@ -72,7 +70,7 @@ def _texts(table: pa.Table, column: str) -> list[str | None]:
 
 def _text_status(a: str | None, b: str | None) -> str:
     empty = [name for name, t in (("text_1", a), ("text_2", b)) if t is None or not t.strip()]
-    return "ok" if not empty else "empty_" + "_and_".join(empty)
+    return statuses.TEXT_OK if not empty else statuses.empty_texts(empty)
 
 
 def load_image(fetcher: ImageFetcher, ref: object, size: int, wait: bool = True) -> tuple[np.ndarray | None, str]:
@@ -147,7 +145,7 @@ def prepare_chunk(
         notes, table = table.column(ROW_NOTE).to_pylist(), table.drop_columns([ROW_NOTE])
     t1, t2 = _texts(table, "text_1"), _texts(table, "text_2")
     text_status = [note or _text_status(a, b) for note, a, b in zip(notes, t1, t2, strict=True)]
-    images, statuses = [], {"text_status": text_status}
+    images, row_statuses = [], {"text_status": text_status}
     mask = np.zeros((n, 2), np.float32)
     refs = image_cells(table)
     if loaded is None:  # each distinct reference is fetched and decoded once per chunk, however often it repeats
@@ -160,13 +158,13 @@ def prepare_chunk(
                 pixels[row] = array
                 mask[row, side] = 1.0
         images.append(pixels)
-        statuses[f"{column}_status"] = [status for _array, status in results]
+        row_statuses[f"{column}_status"] = [status for _array, status in results]
     as_text = [np.array(["" if t is None else t for t in col], dtype=object) for col in (t1, t2)]
     features = pair_features(*as_text) if pair_features else np.zeros((n, 0), np.float32)
     tokens = PairTokens.of(text_encoder, *as_text) if text_encoder is not None and n else None
     # Stable, so rows of equal length keep their input order.
     order = np.argsort(tokens.longest_per_row(), kind="stable") if tokens else length_order(*as_text)
-    return PreparedChunk(table, images, mask, statuses, features, order, tokens)
+    return PreparedChunk(table, images, mask, row_statuses, features, order, tokens)
 
 
 def length_order(text_1: np.ndarray, text_2: np.ndarray) -> np.ndarray:
