@@ -285,6 +285,16 @@ def train(
     offline: OfflineOpt = False,
     allow_private_urls: PrivateOpt = False,
     image_root: ImageRootOpt = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="Extend this model (a model directory, or 'default' for the shipped one): train on its kept "
+            "training rows and DATA's together. Its encoders and pair features are used.",
+        ),
+    ] = None,
+    new_weight: Annotated[
+        int, typer.Option(min=1, help="With --base: times each new labelled row is repeated in training.")
+    ] = defaults.NEW_WEIGHT,
 ) -> None:
     """Train the entailment head on frozen encoders: cached embeddings, k-fold CV, loss chosen by macro-F1.
 
@@ -313,6 +323,8 @@ def train(
             offline=offline,
             allow_private_urls=allow_private_urls,
             image_root=image_root,
+            base=base,
+            new_weight=new_weight,
             progress=lambda message: status.update(message),
         )
     render.print_training(console, result, folds)

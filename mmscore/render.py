@@ -80,14 +80,27 @@ def print_training(console: Console, result, folds: int) -> None:
         marker = " (chosen)" if name == result.chosen_loss else ""
         console.print(metrics_table(f"{folds}-fold CV, loss={name}{marker}", metrics))
     console.print(per_fold_table(result.per_loss[result.chosen_loss]))
+    for group, metrics in result.per_loss[result.chosen_loss].get("groups", {}).items():
+        rows = sum(c["support"] for c in metrics["per_class"].values())
+        console.print(
+            f"CV on the {group} ({rows}): macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}",
+            highlight=False,
+        )
     card = result.card
+    if card.base:
+        base = card.base
+        console.print(
+            f"extends {base['base_model']}: {base['base_rows']} kept rows + {base['new_rows']} new rows "
+            f"(each repeated {base['new_weight']}x)",
+            highlight=False,
+        )
     if not card.uses_images:
         console.print(
             f"this model does not use images: {card.image_rows} of {card.training_rows} training rows had one and "
             "no --photos were given (scoring still fetches images and reports their status)"
         )
     console.print(
-        f"skipped rows (empty text): {result.skipped_rows}; images: "
+        f"skipped rows (empty text or label): {result.skipped_rows}; images: "
         + ", ".join(f"{k} {v}" for k, v in sorted(result.image_statuses.items()))
         + f"; encoder calls this run: {dict(result.encoded)}; offsets {card.decision_offsets}; "
         f"temperature {card.temperature:.3f}"

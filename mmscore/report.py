@@ -319,8 +319,9 @@ def write_review_queue(
 ) -> ReviewQueue:
     """Write the rows a person should look at: max probability below ``below`` and/or the ``top`` least
     confident (``out_of_domain``: among rows flagged out of the model's domain only), least confident first,
-    with ids, texts, image references, label, probabilities, in-domain score and gold. CSV or Parquet by the
-    extension of ``out``."""
+    with ids, texts, image references, label, probabilities, in-domain score and the gold column ``gold`` (an
+    empty one to fill in when the scored file has none: the filled queue is training data for
+    ``mmscore train FILLED --base MODEL``). CSV or Parquet by the extension of ``out``."""
     import pyarrow.csv as pacsv
 
     out = Path(out)
@@ -347,6 +348,8 @@ def write_review_queue(
     table = table.take(pa.array([position[r] for r in rows.tolist()], pa.int64()))  # typed: may be empty
     probs = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1)
     table = table.append_column("confidence", pa.array(probs.max(1), pa.float32()))
+    if gold not in table.column_names:  # for a person to fill: the filled file trains with `mmscore train --base`
+        table = table.append_column(gold, pa.nulls(table.num_rows, pa.string()))
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         if out.suffix.lower() == ".csv":

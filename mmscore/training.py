@@ -30,12 +30,13 @@ from mmscore.io.pairs_reader import ROW_NOTE, open_pairs
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.metrics import calibration, class_metrics, fit_temperature, macro_f1, softmax
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
-from mmscore.model.domain import DOMAIN_FILE, fit_domain
+from mmscore.model.domain import DOMAIN_FILE, fit_domain_forms, text_form
 from mmscore.model.embedding_cache import EmbeddingCache, cached_encode, content_key
 from mmscore.model.head_inputs import head_inputs
 from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
 from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
 from mmscore.model.pair_features import pair_features
+from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows, load_training_rows
 from mmscore.scoring.chunks import load_images
 from mmscore.unrelated_photos import PhotoSets, attach_unrelated, load_photo_sets, probe_photos, without_images
 from mmscore.version import __version__
@@ -116,20 +117,22 @@ class TrainResult:
 
 
 def read_labelled_pairs(path: str | Path) -> tuple[pd.DataFrame, int]:
-    """Labelled pairs as strings (ids intact), read by the scoring reader; rows with an empty text or a
-    malformed CSV record are dropped and counted."""
+    """Labelled pairs as strings (ids intact), read by the scoring reader; rows with an empty text, an empty
+    label (a review queue's rows nobody labelled) or a malformed CSV record are dropped and counted."""
     source = open_pairs(path)  # same checks as scoring: file type, readability, text columns
     if "label" not in source.schema.names:
         raise InputError(f"{path}: missing required column(s) label")
     table = pa.concat_tables(source.chunks(1 << 16), promote_options="default") if source.num_rows != 0 else None
     df = table.to_pandas() if table is not None else pd.DataFrame(columns=source.schema.names)
     malformed = df.pop(ROW_NOTE).eq(statuses.MALFORMED_ROW) if ROW_NOTE in df.columns else pd.Series(False, df.index)
+    unlabelled = df["label"].isna() | df["label"].astype(str).str.strip().eq("")
+    df = df[~unlabelled]  # a review queue's rows nobody labelled yet
     unknown = sorted(set(df["label"].astype(str)) - set(LABELS))
     if unknown:
         raise InputError(f"{path}: unknown label value(s) {unknown}; expected {', '.join(LABELS)}")
     texts_ok = df["text_1"].fillna("").str.strip().ne("") & df["text_2"].fillna("").str.strip().ne("")
-    keep = texts_ok & ~malformed
-    return df[keep].reset_index(drop=True), int((~keep).sum())
+    keep = texts_ok & ~malformed[~unlabelled]
+    return df[keep].reset_index(drop=True), int((~keep).sum() + unlabelled.sum())
 
 
 def image_refs(df: pd.DataFrame, side: int, images_dir: Path | None) -> list[str | None]:
@@ -371,6 +374,7 @@ def cross_validate(
     options: TrainOptions,
     tuner: FineTuner | None = None,
     plan: PhotoPlan | None = None,
+    layout: RowLayout | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Stratified k-fold metrics with cross-fitted offsets and temperature; also returns the out-of-fold logits.
 
@@ -378,19 +382,21 @@ def cross_validate(
     attached, and the share of labels that change is reported per fold and overall.
     """
     plan = plan or PhotoPlan(uses_images=True)
-    folds = cv_folds(y, options)
+    layout = layout or RowLayout.stratified(y, options)
+    folds = layout.folds()
     scored = plan.scoring_view(emb)
     oof = np.zeros((len(y), len(LABELS)), np.float32)
     probe_oof: dict[str, np.ndarray] = {}
     for k, (train_rows, test_rows) in enumerate(folds):
         seed = options.seed + k
-        head = fit_head(*plan.training_set(emb, y, train_rows, seed), loss, options, seed, plan.epochs(options))
+        trained_on = layout.training_rows(train_rows)
+        head = fit_head(*plan.training_set(emb, y, trained_on, seed), loss, options, seed, plan.epochs(options))
         model = head if tuner is None else tuner.train(head, scored, y, train_rows, loss, options)
         logits = head_logits if tuner is None else tuner.logits
         oof[test_rows] = logits(model, scored, test_rows)
         for name, probed in plan.probes(emb, test_rows, PROBE_SEED + seed).items():
             probe_oof.setdefault(name, np.zeros_like(oof))[test_rows] = logits(model, probed, test_rows)
-    return _cross_fitted_metrics(oof, probe_oof, y, folds), oof
+    return _cross_fitted_metrics(oof, probe_oof, y, folds, layout.groups), oof
 
 
 def cv_folds(y: np.ndarray, options: TrainOptions) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -408,10 +414,41 @@ def cv_fold_ids(y: np.ndarray, options: TrainOptions) -> np.ndarray:
     return ids
 
 
+@dataclass(frozen=True)
+class RowLayout:
+    """Which fold each row is validated in, how many times it is repeated when trained on (a user's new rows
+    weigh more than the base model's many), and groups of rows whose metrics are reported apart."""
+
+    fold_ids: np.ndarray
+    repeat: np.ndarray | None = None
+    groups: dict[str, np.ndarray] = field(default_factory=dict)  # name -> boolean row mask
+
+    @classmethod
+    def stratified(cls, y: np.ndarray, options: TrainOptions) -> RowLayout:
+        return cls(cv_fold_ids(y, options))
+
+    def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        everything = np.arange(len(self.fold_ids))
+        return [(everything[self.fold_ids != k], everything[self.fold_ids == k]) for k in np.unique(self.fold_ids)]
+
+    def training_rows(self, rows: np.ndarray) -> np.ndarray:
+        return rows if self.repeat is None else np.repeat(rows, self.repeat[rows])
+
+
+def spread_over_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold id per row, each class dealt round-robin over the folds in a seeded order (works for any count)."""
+    rng = np.random.default_rng(seed)
+    ids = np.zeros(len(y), np.int64)
+    for label in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == label))
+        ids[rows] = np.arange(len(rows)) % folds
+    return ids
+
+
 PROBE_SEED = 1_000  # the probe's photo assignment never coincides with augmentation's
 
 
-def _cross_fitted_metrics(oof: np.ndarray, probe_oof: dict, y: np.ndarray, folds: list) -> dict:
+def _cross_fitted_metrics(oof: np.ndarray, probe_oof: dict, y: np.ndarray, folds: list, groups=None) -> dict:
     """Metrics of out-of-fold logits where each fold's offsets and temperature come only from the other folds."""
     pred = np.zeros(len(y), np.int64)
     before, after = np.zeros(oof.shape), np.zeros(oof.shape)
@@ -442,6 +479,7 @@ def _cross_fitted_metrics(oof: np.ndarray, probe_oof: dict, y: np.ndarray, folds
     metrics["calibration"] = {"before": calibration(before, y), "after": calibration(after, y)}
     metrics["robustness"] = {name: _robustness(y, pred, p) for name, p in probe_pred.items()}
     metrics["per_fold"] = per_fold
+    metrics["groups"] = {name: class_metrics(y[mask], pred[mask]) for name, mask in (groups or {}).items()}
     return metrics
 
 
@@ -502,16 +540,18 @@ def data_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(out_dir: Path, head, card: ModelCard, tuned_text_encoder=None, domain=None) -> None:
+def save_model(out_dir: Path, head, card: ModelCard, tuned_text_encoder=None, domain=None, rows=None) -> None:
     """Write the model directory, each file atomically; the card goes last, so a half-written model never loads.
-    ``domain``: the in-domain reference (:mod:`mmscore.model.domain`), written beside the head."""
+    ``domain``: the in-domain reference (:mod:`mmscore.model.domain`); ``rows``: the training rows a later
+    ``--base`` extension trains on (:mod:`mmscore.model.training_rows`); each written beside the head."""
     try:
         with atomic_path(out_dir / HEAD_FILE) as tmp:
             head.save(tmp)
-        (out_dir / DOMAIN_FILE).unlink(missing_ok=True)
-        if domain is not None:
-            with atomic_path(out_dir / DOMAIN_FILE) as tmp, open(tmp, "wb") as handle:
-                domain.save(handle)
+        for name, content in ((DOMAIN_FILE, domain), (TRAINING_ROWS_FILE, rows)):
+            (out_dir / name).unlink(missing_ok=True)
+            if content is not None:
+                with atomic_path(out_dir / name) as tmp, open(tmp, "wb") as handle:
+                    content.save(handle)
         (out_dir / TEXT_WEIGHTS_FILE).unlink(missing_ok=True)
         if tuned_text_encoder is not None:
             with atomic_path(out_dir / TEXT_WEIGHTS_FILE) as tmp:
@@ -531,21 +571,22 @@ def labels_of(df: pd.DataFrame, data: str | Path, folds: int) -> np.ndarray:
     return y
 
 
-def compare_losses(emb, y, options: TrainOptions, tuner, plan: PhotoPlan, progress: Progress):
+def compare_losses(emb, y, options: TrainOptions, tuner, plan: PhotoPlan, progress: Progress, layout=None):
     """Cross-validate each loss: ``(metrics per loss, out-of-fold logits per loss, the best loss by macro-F1)``."""
     kind = "fine-tuning" if tuner else "frozen encoders"
     per_loss, oofs = {}, {}
     for loss in options.losses:
         progress(f"{options.folds}-fold cross-validation ({kind}), loss={loss}")
-        per_loss[loss], oofs[loss] = cross_validate(emb, y, loss, options, tuner, plan)
+        per_loss[loss], oofs[loss] = cross_validate(emb, y, loss, options, tuner, plan, layout)
     return per_loss, oofs, max(options.losses, key=lambda name: per_loss[name]["macro_f1"])
 
 
-def fit_final(emb, y, loss: str, options: TrainOptions, tuner, plan: PhotoPlan, progress: Progress):
+def fit_final(emb, y, loss: str, options: TrainOptions, tuner, plan: PhotoPlan, progress: Progress, layout=None):
     """The head (and, fine-tuning, the text encoder) trained on every row."""
     progress(f"fitting the final model on all rows ({'fine-tuning' if tuner else 'frozen encoders'}), loss={loss}")
     everything = np.arange(len(y))
-    rows = plan.training_set(emb, y, everything, options.seed)
+    trained_on = layout.training_rows(everything) if layout else everything
+    rows = plan.training_set(emb, y, trained_on, options.seed)
     head = fit_head(*rows, loss, options, options.seed, plan.epochs(options))
     if tuner:
         tuner.train(head, plan.scoring_view(emb), y, everything, loss, options)
@@ -579,6 +620,39 @@ def model_card(text, image, options, data_hash: str, emb, plan: PhotoPlan, chose
     )
 
 
+def base_model(base: str | Path) -> tuple[Path, ModelCard, TrainingRows]:
+    """The model to extend (``default``: the shipped one), its card and its training rows; one-line errors."""
+    from mmscore.model.predictor import DEFAULT_MODEL_DIR
+
+    directory = DEFAULT_MODEL_DIR if str(base) == "default" else Path(base)
+    card = ModelCard.load(directory)
+    if card.text_encoder_weights:
+        raise InputError(f"{base}: a model with a fine-tuned text encoder cannot be extended; retrain it")
+    rows = load_training_rows(directory)
+    if rows is None:
+        raise InputError(
+            f"{base}: keeps no training rows ({TRAINING_ROWS_FILE}): it was trained before models could be "
+            "extended; retrain it with this version"
+        )
+    return directory, card, rows
+
+
+def _extended(rows: TrainingRows, emb: PairEmbeddings, y, forms, options: TrainOptions, new_weight: int):
+    """The base model's rows followed by the new ones: embeddings, labels, text forms, and the layout (base rows
+    keep their folds; new rows are dealt over the same folds and repeated ``new_weight`` times in training)."""
+    base = PairEmbeddings(rows.text_1, rows.text_2, rows.image_1, rows.image_2, rows.image_mask)
+    base.pair_features = rows.pair_features if emb.pair_features is not None else None
+    combined = PairEmbeddings.concatenate([base, emb])
+    n_base, n_new = len(rows), len(y)
+    folds = int(rows.folds.max()) + 1
+    fold_ids = np.concatenate([rows.folds, spread_over_folds(y, folds, options.seed)])
+    repeat = np.concatenate([np.ones(n_base, np.int64), np.full(n_new, new_weight, np.int64)])
+    is_new = np.arange(n_base + n_new) >= n_base
+    layout = RowLayout(fold_ids, repeat, {"base rows": ~is_new, "new rows": is_new})
+    forms = tuple(np.concatenate([old, new]) for old, new in zip((rows.form_1, rows.form_2), forms, strict=True))
+    return combined, np.concatenate([rows.labels, y]), forms, layout
+
+
 def train_model(
     data: str | Path,
     out_dir: Path,
@@ -588,12 +662,17 @@ def train_model(
     progress: Progress = lambda _msg: None,
     cache_root: Path | None = None,
     photos: Path | None = None,
+    base: str | Path | None = None,
+    new_weight: int = defaults.NEW_WEIGHT,
 ) -> TrainResult:
-    """The whole recipe; writes ``head.keras`` and ``model_card.json`` into ``out_dir``.
+    """The whole recipe; writes ``head.keras``, ``model_card.json``, the in-domain reference and the training
+    rows into ``out_dir``.
 
     ``data`` is anything scoring reads: a CSV/Parquet file, a folder or glob of them, an object-store URI, or
     ``-`` (CSV on stdin, spooled to a temporary file: the rows are read, then hashed for the card).
     ``photos`` is a folder of real photos unrelated to the pairs (see :mod:`mmscore.unrelated_photos`).
+    ``base``: a model directory (or ``default``) whose training rows are trained on together with ``data``'s,
+    each new row repeated ``new_weight`` times; its encoders and pair features are the new model's.
     """
     import time
 
@@ -603,29 +682,47 @@ def train_model(
     with readable_twice(data) as data:
         df, skipped = read_labelled_pairs(data)
         data_hash = data_sha256(data)
-    y = labels_of(df, data, options.folds)
-    progress(f"{len(df)} pairs ({skipped} skipped for empty text); loading encoders")
+    base_dir, base_card, base_rows = base_model(base) if base is not None else (None, None, None)
+    y = labels_of(df, data, options.folds if base_rows is None else 1)
+    progress(f"{len(df)} pairs ({skipped} skipped for empty text or label); loading encoders")
     text = registry.text_encoder(options.text_encoder, options.sequence_length)
     image = registry.image_encoder(options.image_encoder)
+    if base_card:  # new rows must be embedded exactly as the base rows were
+        base_card.check_encoder("text", text)
+        base_card.check_encoder("image", image)
     progress("embedding texts and images (cached)")
-    emb = embed_pairs(df, images_dir, fetcher, text, image, cache_root)
+    emb = new_emb = embed_pairs(df, images_dir, fetcher, text, image, cache_root)
     if options.pair_features:
         emb.pair_features = pair_features(df["text_1"], df["text_2"], options.pair_features)
+    forms = (text_form(list(df["text_1"])), text_form(list(df["text_2"])))
+    layout = RowLayout.stratified(y, options)
+    if base_rows is not None:
+        emb, y, forms, layout = _extended(base_rows, emb, y, forms, options, new_weight)
     plan = photo_plan(emb, photos, image, cache_root, progress)
     tuner = None
     if options.fine_tune:  # a private copy of the encoder: the shared one keeps its pretrained weights
         tuned = registry.build_text_encoder(options.text_encoder, options.sequence_length)
         tuner = FineTuner(tuned, list(df["text_1"]), list(df["text_2"]))
-    per_loss, oofs, chosen = compare_losses(emb, y, options, tuner, plan, progress)
-    head = fit_final(emb, y, chosen, options, tuner, plan, progress)
+    per_loss, oofs, chosen = compare_losses(emb, y, options, tuner, plan, progress, layout)
+    head = fit_final(emb, y, chosen, options, tuner, plan, progress, layout)
+    if base_card:
+        lineage = {"base_model": base_card.model_id(), "base_dir": str(base_dir), "new_data_sha256": data_hash}
+        lineage.update(base_rows=len(base_rows), new_rows=len(df), new_weight=new_weight)
+        data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
     card = model_card(text, image, options, data_hash, emb, plan, chosen, per_loss, oofs[chosen], y, tuner is not None)
-    progress("fitting the in-domain reference on held-out folds")
-    # a fine-tuned encoder places texts elsewhere than the frozen vectors the reference would be built from
-    folds = cv_fold_ids(y, options)
-    domain = None if tuner else fit_domain(emb.text_1, emb.text_2, df["text_1"], df["text_2"], folds)
+    card.base = lineage if base_card else {}
+    # a fine-tuned encoder places texts elsewhere than the frozen vectors the reference and rows are made of
+    domain, rows = None, None
+    if not tuner:
+        progress("fitting the in-domain reference on held-out folds")
+        domain = fit_domain_forms(emb.text_1, emb.text_2, *forms, layout.fold_ids)
+        features = emb.pair_features if emb.pair_features is not None else np.zeros((len(y), 0), np.float32)
+        rows = TrainingRows(emb.text_1, emb.text_2, emb.image_1, emb.image_2, emb.image_mask, features, *forms, y,
+                            layout.fold_ids)  # fmt: skip
     card.domain = domain.card_facts(text.name) if domain is not None else {}
-    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain)
-    return TrainResult(card, per_loss, chosen, skipped, emb.image_statuses, emb.encoded, time.perf_counter() - started)
+    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain, rows)
+    elapsed = time.perf_counter() - started
+    return TrainResult(card, per_loss, chosen, skipped, new_emb.image_statuses, new_emb.encoded, elapsed)
 
 
 def train(
@@ -647,6 +744,8 @@ def train(
     offline: bool = False,
     allow_private_urls: bool = False,
     image_root: Path | None = None,
+    base: str | None = None,
+    new_weight: int = defaults.NEW_WEIGHT,
     progress: Progress = lambda _msg: None,
 ) -> TrainResult:
     """``mmscore train`` as a function, every option a keyword with the CLI's name and default.
@@ -654,7 +753,9 @@ def train(
     ``data``: labelled pairs, anything scoring reads. ``images``: a folder of ``<id>.<ext>`` files (uses the
     ``id_*`` columns); otherwise ``image_*`` paths are read under ``image_root`` (default: where scoring would
     read them). ``loss``: losses to compare by CV macro-F1 (default: focal). ``photos``: real photos unrelated
-    to the pairs, to teach the head that an attached photo is no evidence. Bad settings raise
+    to the pairs, to teach the head that an attached photo is no evidence. ``base``: extend that model
+    directory (``default``: the shipped model): train on its kept training rows and ``data``'s together, each new
+    row repeated ``new_weight`` times; the base's encoders and pair features are used. Bad settings raise
     :class:`~mmscore.errors.InputError` before any work.
     """
     from mmscore.images.fetcher import build_fetcher
@@ -663,9 +764,25 @@ def train(
     for folder, option in ((images, "--images"), (photos, "--photos"), (image_root, "--image-root")):
         if folder is not None and not Path(folder).is_dir():
             raise InputError(f"{folder}: {option} must be a folder")
+    sequence_length = TrainOptions.sequence_length
+    if base is not None:
+        _, card, _ = base_model(base)
+        for kind, asked, default, kept in (
+            ("text", text_encoder, defaults.TEXT_ENCODER, card.text_encoder),
+            ("image", image_encoder, defaults.IMAGE_ENCODER, card.image_encoder),
+        ):
+            if asked not in (default, kept):
+                raise InputError(f"--{kind}-encoder {asked} differs from the base model's {kept}")
+        if fine_tune:
+            raise InputError("--fine-tune cannot extend a base model (its rows are frozen-encoder vectors)")
+        if new_weight < 1:
+            raise InputError("--new-weight must be at least 1")
+        text_encoder, image_encoder, sequence_length = card.text_encoder, card.image_encoder, card.sequence_length
+        pair_features = bool(card.pair_features)
     try:
         options = TrainOptions(
             losses=tuple(loss) if loss else TrainOptions.losses,
+            sequence_length=sequence_length,
             folds=folds,
             seed=seed,
             epochs=epochs,
@@ -680,7 +797,9 @@ def train(
     root = image_root or images or default_image_root(data)
     fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
     try:
-        return train_model(data, Path(out), fetcher, images, options, progress=progress, photos=photos)
+        return train_model(
+            data, Path(out), fetcher, images, options, progress, photos=photos, base=base, new_weight=new_weight
+        )
     except ValueError as exc:  # settings the recipe refuses (e.g. more folds than rows)
         raise InputError(str(exc)) from exc
     finally:

@@ -40,6 +40,8 @@ class ModelCard:
     encoders: dict = field(default_factory=dict)
     # the in-domain reference (domain.npz beside the head): how it was fitted, on what, and its cut
     domain: dict = field(default_factory=dict)
+    # a model extended from another (--base): that model's id and folder, the new data's hash, row counts, weight
+    base: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES

@@ -155,12 +155,16 @@ def fit_domain(vectors_1, vectors_2, texts_1, texts_2, folds: np.ndarray) -> Dom
     """The reference for pairs ``(texts_1[i], texts_2[i])`` with their text vectors, cross-fitted over ``folds``
     (a fold id per pair): each pair's held-out typicality uses only the other folds' texts and statistics.
     None when there are too few pairs to have neighbours."""
-    vectors_1, vectors_2 = unit(vectors_1), unit(vectors_2)
-    texts_1, texts_2, folds = list(texts_1), list(texts_2), np.asarray(folds)
-    if len(texts_1) < MIN_PAIRS or len(np.unique(folds)) < 2:
+    return fit_domain_forms(vectors_1, vectors_2, text_form(list(texts_1)), text_form(list(texts_2)), folds)
+
+
+def fit_domain_forms(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray) -> DomainReference | None:
+    """:func:`fit_domain` from the texts' :func:`text_form` rows (what a model keeps of texts it cannot ship)."""
+    vectors_1, vectors_2, folds = unit(vectors_1), unit(vectors_2), np.asarray(folds)
+    form_1, form_2 = np.asarray(form_1, np.float64), np.asarray(form_2, np.float64)
+    if len(vectors_1) < MIN_PAIRS or len(np.unique(folds)) < 2:
         return None
-    form_1, form_2 = text_form(texts_1), text_form(texts_2)
-    raw = np.zeros((2, len(texts_1), 2))  # (side, pair, [meaning, form]) before standardising
+    raw = np.zeros((2, len(vectors_1), 2))  # (side, pair, [meaning, form]) before standardising
     for fold in np.unique(folds):
         held, rest = folds == fold, folds != fold
         reference = np.concatenate([vectors_1[rest], vectors_2[rest]])

@@ -182,6 +182,15 @@ MUTANTS = [
       ("return self.out_share > OUT_OF_DOMAIN_WARNING_SHARE", "return self.out_share >= OUT_OF_DOMAIN_WARNING_SHARE")),
     m("review ignores --out-of-domain", "mmscore/report.py", DOMAIN + "::test_report_warns_above_a_fifth_out_of_domain_and_review_selects_them",
       ("            wanted &= np.array([flag is False for flag in batch.column(IN_DOMAIN).to_pylist()], bool)\n", "")),
+    # extending a model with a user's labels (issue 31), the architecture (issue 28)
+    m("new rows never trained on", "mmscore/training.py", "tests/test_extending.py::test_new_labels_extend_the_base_and_the_new_rows_are_learned",
+      ("np.full(n_new, new_weight, np.int64)", "np.zeros(n_new, np.int64)")),
+    m("texts kept in the model", "mmscore/model/training_rows.py", "tests/test_extending.py::test_a_trained_model_keeps_its_rows_as_vectors_not_texts",
+      ("            folds=self.folds.astype(np.int16),\n", "            folds=self.folds.astype(np.int16),\n            texts=np.array(['new cases']),\n")),
+    m("empty labels read as a label", "mmscore/training.py", "tests/test_extending.py::test_the_review_queue_is_a_labelling_sheet_and_empty_labels_are_skipped",
+      ('    df = df[~unlabelled]  # a review queue', '    unlabelled[:] = False  # a review queue')),
+    m("CLI default drifts from the library", "mmscore/cli.py", "tests/test_architecture.py::test_every_score_and_train_option_is_a_library_parameter_with_the_same_default",
+      ('help="Pairs per model batch.")] = defaults.BATCH_SIZE,', 'help="Pairs per model batch.")] = 64,')),
 ]  # fmt: skip
 
 
