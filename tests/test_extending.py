@@ -26,8 +26,9 @@ def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("base")
     rows = []
     for i in range(8):
-        rows.append((f"Update {i}: {10 + i} new cases today #news", f"{10 + i} new cases reported today", "Implies"))
-        rows.append((f"Update {i}: {10 + i} new cases today #news", f"Update {i}: {40 + i} new cases today", "Contradictory"))
+        post = f"Update {i}: {10 + i} new cases today #news"
+        rows.append((post, f"{10 + i} new cases reported today", "Implies"))
+        rows.append((post, f"Update {i}: {40 + i} new cases today", "Contradictory"))
         rows.append((f"Game {i} starts at {i + 1}pm #sports", f"Recipe {i}: bake for {20 + i} minutes", "NoEntailment"))
     train(_pairs(root / "base.csv", rows), root / "model", folds=3, epochs=5, offline=True)
     return root / "model"

@@ -45,7 +45,8 @@ def main(out: str, *weights: str) -> None:
         result = train(labelled, model, base="default", new_weight=weight, photos=photos)
         got = mmscore.Scorer(model, precision="float32").score_frame(truth)
         right = got["pred_label"] == truth["label"]
-        recall = {label: round(float(right[truth["label"] == label].mean()), 2) for label in sorted(set(truth["label"]))}
+        labels = sorted(set(truth["label"]))
+        recall = {label: round(float(right[truth["label"] == label].mean()), 2) for label in labels}
         groups = result.per_loss[result.chosen_loss]["groups"]
         facts = {name: round(g["macro_f1"], 3) for name, g in groups.items()}
         print(json.dumps({"weight": weight, "test_accuracy": round(float(right.mean()), 3), "recall": recall,
