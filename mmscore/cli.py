@@ -232,6 +232,12 @@ def train(
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = defaults.FOLDS,
     seed: Annotated[int, typer.Option(help="Seed for folds and initialisation.")] = defaults.SEED,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs per head fit.")] = defaults.EPOCHS,
+    heads: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Heads trained from different seeds, their logits averaged: steadier models, N times the time."
+        ),
+    ] = defaults.HEADS,
     loss: Annotated[
         list[str] | None,
         typer.Option(
@@ -312,6 +318,7 @@ def train(
             folds=folds,
             seed=seed,
             epochs=epochs,
+            heads=heads,
             loss=loss,
             fine_tune=fine_tune,
             fine_tune_epochs=fine_tune_epochs,

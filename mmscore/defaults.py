@@ -17,6 +17,7 @@ SEED = 0
 EPOCHS = 60
 LOSS = "focal"  # won the comparison on the real tweets (train/README.md); comparing all three costs 3x the time
 FINE_TUNE_EPOCHS = 2
+HEADS = 1  # heads from different seeds whose logits are averaged (train/README.md)
 NEW_WEIGHT = 10  # with --base: times each new labelled row is repeated in training (train/README.md)
 TEXT_ENCODER = "minilm-l6-v2"
 IMAGE_ENCODER = "mobilenet-v2-imagenet"

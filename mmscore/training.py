@@ -64,6 +64,7 @@ class TrainOptions:
     fine_tune_epochs: int = defaults.FINE_TUNE_EPOCHS
     fine_tune_learning_rate: float = 2e-5
     fine_tune_batch_size: int = 16
+    heads: int = defaults.HEADS  # heads from different seeds, their logits averaged (one saved model)
     pair_features: str = LEXICAL_FEATURES  # lexical overlap features as a head input; "" for none
 
     def __post_init__(self):
@@ -72,6 +73,8 @@ class TrainOptions:
             raise ValueError(f"unknown loss(es) {sorted(unknown)}; choose from {', '.join(LOSSES)}")
         if self.folds < 2:
             raise ValueError("folds must be at least 2")
+        if self.heads < 1 or (self.heads > 1 and self.fine_tune):
+            raise ValueError("heads must be at least 1, and 1 with --fine-tune")
         if self.pair_features and self.pair_features not in KNOWN_PAIR_FEATURES:
             raise ValueError(f"unknown pair features {self.pair_features!r}; known: {', '.join(KNOWN_PAIR_FEATURES)}")
 
@@ -214,6 +217,7 @@ def fit_head(
     options: TrainOptions,
     seed: int,
     epochs: int | None = None,
+    name: str = "entailment_head",
 ):
     """A fresh head trained on ``rows`` for ``epochs`` (default: the options')."""
     import keras
@@ -222,7 +226,8 @@ def fit_head(
 
     keras.utils.set_random_seed(seed)
     pair_dim = 0 if emb.pair_features is None else emb.pair_features.shape[1]
-    head = build_entailment_head(emb.text_1.shape[1], emb.image_1.shape[1], pair_feature_dim=pair_dim, seed=seed)
+    dims = (emb.text_1.shape[1], emb.image_1.shape[1])
+    head = build_entailment_head(*dims, pair_feature_dim=pair_dim, seed=seed, name=name)
     if pair_dim:  # the features' scale is learned from the training rows only
         head.get_layer("pair_features_norm").adapt(emb.pair_features[rows])
     _compile_and_fit(
@@ -258,6 +263,21 @@ def _compile_and_fit(
         shuffle=True,
         verbose=0,
     )
+
+
+HEAD_SEED_STRIDE = 7_919  # the j-th head of an ensemble starts from seed + j * stride (never another fold's seed)
+
+
+def fit_heads(training_set: tuple, loss: str, options: TrainOptions, seed: int, epochs: int):
+    """``options.heads`` heads on the same rows from different seeds, as one model averaging their logits."""
+    from mmscore.model.entailment_head import average_heads
+
+    names = ["entailment_head"] if options.heads == 1 else [f"entailment_head_{j}" for j in range(options.heads)]
+    heads = [
+        fit_head(*training_set, loss, options, seed + j * HEAD_SEED_STRIDE, epochs, name=name)
+        for j, name in enumerate(names)
+    ]
+    return average_heads(heads) if len(heads) > 1 else heads[0]
 
 
 def head_logits(head, emb: PairEmbeddings, rows=slice(None)) -> np.ndarray:
@@ -390,7 +410,7 @@ def cross_validate(
     for k, (train_rows, test_rows) in enumerate(folds):
         seed = options.seed + k
         trained_on = layout.training_rows(train_rows)
-        head = fit_head(*plan.training_set(emb, y, trained_on, seed), loss, options, seed, plan.epochs(options))
+        head = fit_heads(plan.training_set(emb, y, trained_on, seed), loss, options, seed, plan.epochs(options))
         model = head if tuner is None else tuner.train(head, scored, y, train_rows, loss, options)
         logits = head_logits if tuner is None else tuner.logits
         oof[test_rows] = logits(model, scored, test_rows)
@@ -587,7 +607,7 @@ def fit_final(emb, y, loss: str, options: TrainOptions, tuner, plan: PhotoPlan, 
     everything = np.arange(len(y))
     trained_on = layout.training_rows(everything) if layout else everything
     rows = plan.training_set(emb, y, trained_on, options.seed)
-    head = fit_head(*rows, loss, options, options.seed, plan.epochs(options))
+    head = fit_heads(rows, loss, options, options.seed, plan.epochs(options))
     if tuner:
         tuner.train(head, plan.scoring_view(emb), y, everything, loss, options)
     return head
@@ -733,6 +753,7 @@ def train(
     folds: int = defaults.FOLDS,
     seed: int = defaults.SEED,
     epochs: int = defaults.EPOCHS,
+    heads: int = defaults.HEADS,
     loss: list[str] | None = None,
     fine_tune: bool = False,
     fine_tune_epochs: int = defaults.FINE_TUNE_EPOCHS,
@@ -786,6 +807,7 @@ def train(
             folds=folds,
             seed=seed,
             epochs=epochs,
+            heads=heads,
             fine_tune=fine_tune,
             fine_tune_epochs=fine_tune_epochs,
             pair_features=LEXICAL_FEATURES if pair_features else "",

@@ -238,7 +238,7 @@ def test_a_head_with_python_code_inside_is_refused(tmp_path, model_dir):
 def test_fine_tune_trains_the_text_encoder_and_scoring_uses_it(tmp_path, text_encoder):
     data = _write_pairs(tmp_path)
     options = TrainOptions(
-        losses=("cross_entropy",), folds=2, epochs=3, fine_tune=True, fine_tune_epochs=3,
+        losses=("cross_entropy",), folds=2, epochs=3, fine_tune=True, fine_tune_epochs=1,
         fine_tune_learning_rate=1e-4, sequence_length=16,
     )  # fmt: skip
     result = train_model(data, tmp_path / "model", _offline_fetcher(tmp_path), options=options,

@@ -11,7 +11,7 @@ import keras
 from keras import layers, ops
 
 from mmscore.labels import LABELS
-from mmscore.model.head_inputs import LEXICAL, NAMES, keras_inputs
+from mmscore.model.head_inputs import LEXICAL, NAMES, in_head_order, keras_inputs
 
 
 @keras.saving.register_keras_serializable(package="mmscore")
@@ -56,6 +56,7 @@ def build_entailment_head(
     pair_feature_dim: int = 0,
     wide_l2: float = 1e-2,
     seed: int = 0,
+    name: str = "entailment_head",
 ) -> keras.Model:
     """Inputs ``text_1, text_2, image_1, image_2, image_mask (B, 2)`` -> logits over :data:`LABELS`.
 
@@ -93,4 +94,15 @@ def build_entailment_head(
             len(LABELS), kernel_regularizer=keras.regularizers.L2(wide_l2), name="wide", dtype="float32"
         )(wide)
         logits = layers.Add(name="wide_and_deep", dtype="float32")([logits, wide])
-    return keras.Model(list(named.values()), logits, name="entailment_head")
+    return keras.Model(list(named.values()), logits, name=name)
+
+
+def average_heads(heads: list[keras.Model]) -> keras.Model:
+    """One model whose logits are the mean of ``heads``' logits (heads trained from different seeds): the same
+    inputs by name, so scoring, saving and loading treat it as one head. A single head is returned as it is."""
+    if len(heads) == 1:
+        return heads[0]
+    inputs = {t.name: keras.Input(tuple(t.shape[1:]), name=t.name) for t in heads[0].inputs}
+    # a dict of symbolic inputs would be matched by sorted name: hand each head a list in its own order
+    logits = layers.Average(name="seed_average", dtype="float32")([head(in_head_order(head, inputs)) for head in heads])
+    return keras.Model(list(inputs.values()), logits, name="entailment_heads")
