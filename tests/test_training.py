@@ -293,3 +293,39 @@ def test_text_2_embedding_comes_from_text_2(tmp_path, text_encoder, image_encode
     emb = embed_pairs(df, None, _offline_fetcher(tmp_path), text_encoder, image_encoder, tmp_path / "emb")
     np.testing.assert_allclose(emb.text_1, text_encoder.encode(list(df["text_1"])), atol=1e-5)
     np.testing.assert_allclose(emb.text_2, text_encoder.encode(list(df["text_2"])), atol=1e-5)
+
+
+def test_lexical_v2_sees_negation_antonyms_and_reordered_numbers():
+    from mmscore.model.pair_features import DIMS, pair_features
+
+    pairs = [
+        ("The mayor resigned this morning.", "The mayor says she will not resign."),  # negation
+        ("Our team won the final.", "Our team lost the final."),  # antonym
+        ("Final score 3-1 tonight", "Final score 1-3 tonight"),  # same numbers, other order
+        ("The bridge is open again.", "The bridge is open again."),  # the same statement
+        ("The pool will not open.", "No, the pool will not open this year."),  # both negated: no contrast
+    ]
+    v2 = pair_features([a for a, _ in pairs], [b for _, b in pairs], "lexical-v2")
+    assert v2.shape == (5, DIMS["lexical-v2"]) and DIMS["lexical-v1"] == 15
+    np.testing.assert_array_equal(v2[:, 15:], [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]])
+    v1 = pair_features([a for a, _ in pairs], [b for _, b in pairs], "lexical-v1")
+    np.testing.assert_array_equal(v1, v2[:, :15])  # v2 extends v1: the first 15 values are v1's
+
+
+def test_seed_heads_are_averaged_into_one_saved_model(tmp_path):
+    """--heads 3: three heads from different seeds, one head.keras whose logits are their mean."""
+    data = _write_pairs(tmp_path)
+    options = TrainOptions(losses=("cross_entropy",), folds=3, epochs=3, heads=3)
+    train_model(data, tmp_path / "model", _offline_fetcher(tmp_path), options=options, cache_root=tmp_path / "emb")
+    predictor = Predictor.load(tmp_path / "model")
+    heads = [layer for layer in predictor.head.layers if layer.name.startswith("entailment_head_")]
+    assert len(heads) == 3 and predictor.head.get_layer("seed_average")
+    rng = np.random.default_rng(2)
+    inputs = [rng.normal(size=(5, d)).astype(np.float32) for d in (384, 384, 1280, 1280)]
+    lexical = predictor.pair_features(["a 1"] * 5, ["b 2"] * 5)
+    by_name = predictor._head_inputs(*inputs, np.ones((5, 2), np.float32), lexical)
+    each = [np.asarray(h.predict([by_name[t.name] for t in h.inputs], verbose=0)) for h in heads]
+    np.testing.assert_allclose(predictor.head.predict(by_name, verbose=0), np.mean(each, 0), rtol=1e-5, atol=1e-5)
+    assert len({float(np.abs(e).sum()) for e in each}) == 3  # three different heads, not one copied
+    with pytest.raises(ValueError, match="heads must be at least 1"):
+        TrainOptions(heads=0)

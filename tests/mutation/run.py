@@ -191,6 +191,11 @@ MUTANTS = [
       ('    df = df[~unlabelled]  # a review queue', '    unlabelled[:] = False  # a review queue')),
     m("CLI default drifts from the library", "mmscore/cli.py", "tests/test_architecture.py::test_every_score_and_train_option_is_a_library_parameter_with_the_same_default",
       ('help="Pairs per model batch.")] = defaults.BATCH_SIZE,', 'help="Pairs per model batch.")] = 64,')),
+    # the model recipe (issue 29): seed heads, lexical-v2
+    m("seed heads not averaged", "mmscore/model/entailment_head.py", "tests/test_training.py::test_seed_heads_are_averaged_into_one_saved_model",
+      ("    if len(heads) == 1:\n        return heads[0]\n", "    return heads[0]\n")),
+    m("negation counted when both texts negate", "mmscore/model/pair_features.py", "tests/test_training.py::test_lexical_v2_sees_negation_antonyms_and_reordered_numbers",
+      ("negated = bool(words_a & NEGATIONS) != bool(words_b & NEGATIONS)", "negated = bool(words_a & NEGATIONS) or bool(words_b & NEGATIONS)")),
 ]  # fmt: skip
 
 
