@@ -156,7 +156,7 @@ MUTANTS = [
     m("low-confidence cut inclusive in the report", "mmscore/report.py", EDGES + "::test_low_confidence_cut_is_strictly_below_the_threshold_in_report_and_review",
       ("report.low_confidence += int((top < low_confidence).sum())", "report.low_confidence += int((top <= low_confidence).sum())")),
     m("review cut inclusive", "mmscore/report.py", EDGES + "::test_low_confidence_cut_is_strictly_below_the_threshold_in_report_and_review",
-      ("chosen = np.flatnonzero(confidence < below)", "chosen = np.flatnonzero(confidence <= below)")),
+      ("wanted = confidence < below if below is not None", "wanted = confidence <= below if below is not None")),
     m("breaker opens one failure early", "mmscore/images/host_health.py", EDGES + "::test_breaker_stays_closed_one_failure_short_and_a_success_resets_the_count",
       ("if self._failures.get(host, 0) < self.threshold:", "if self._failures.get(host, 0) < self.threshold - 1:")),
     m("size cap refuses exactly max_bytes over HTTP", "mmscore/images/fetcher.py", EDGES + "::test_size_cap_admits_exactly_max_bytes_over_http_and_from_disk",
