@@ -249,30 +249,52 @@ def test_dead_hosts_do_not_hold_the_workers_that_live_hosts_need(tmp_path, image
     assert elapsed < 1.9, f"{elapsed:.1f} s"
 
 
-def test_one_host_never_gets_every_worker(tmp_path, image_server):
-    """A slow host is limited to 3/4 of the fetch workers; the rest stay free for other hosts."""
-    active, peak = [0], [0]
-    lock = threading.Lock()
+def _slow_route(active: list, log: list, lock, seconds: float = 0.2):
+    """A route that counts requests in flight, logging ``(arrival time, in flight)`` at each arrival."""
 
     def slow(_n):
         with lock:
             active[0] += 1
-            peak[0] = max(peak[0], active[0])
-        time.sleep(0.2)
+            log.append((time.monotonic(), active[0]))
+        time.sleep(seconds)
         with lock:
             active[0] -= 1
         return 200, {"Content-Type": "image/png"}, png_bytes()
 
-    for i in range(40):
-        image_server.routes[f"/slow/{i}.png"] = slow
-    fetcher = _fetcher(tmp_path, allow_private=True, total_timeout=5, read_timeout=5)
-    fetcher.pool_size, fetcher.per_host = 8, 6
+    return slow
+
+
+def test_a_host_alone_uses_every_worker_and_shares_them_under_contention(tmp_path, image_server):
+    """The per-host cap (3/4 of the workers) holds only while another host's references wait: a file of one
+    host uses all 8 workers; with a second host waiting, the slow one gets at most 6 until the other is done."""
+    from conftest import ImageServer
+
     from mmscore.scoring.chunks import load_images
 
+    active, log, lock = [0], [], threading.Lock()
+    for i in range(40):
+        image_server.routes[f"/slow/{i}.png"] = _slow_route(active, log, lock)
+    slow_urls = [image_server.url(f"/slow/{i}.png") for i in range(40)]
+    fetcher = _fetcher(tmp_path, allow_private=True, total_timeout=5, read_timeout=5)
+    fetcher.pool_size, fetcher.per_host = 8, 6
     with ThreadPoolExecutor(8) as pool:
-        results = load_images([image_server.url(f"/slow/{i}.png") for i in range(40)], fetcher, pool, 32)
+        results = load_images(slow_urls[:24], fetcher, pool, 32)
     assert {status for _pixels, status in results.values()} == {"ok"}
-    assert peak[0] == 6
+    assert max(n for _at, n in log) == 8  # alone: every worker
+
+    log.clear()
+    other, served = ImageServer(), []
+    try:
+        for i in range(12):
+            other.routes[f"/fast/{i}.png"] = lambda _n: (served.append(time.monotonic()) or 200, {}, png_bytes())
+        fast_urls = [other.url(f"/fast/{i}.png") for i in range(12)]
+        with ThreadPoolExecutor(8) as pool:
+            results = load_images(slow_urls[24:] + fast_urls, fetcher, pool, 32)
+    finally:
+        other.close()
+    assert {status for _pixels, status in results.values()} == {"ok"} and len(served) == 12
+    while_contended = [n for at, n in log if at < max(served)]
+    assert while_contended and max(while_contended) <= 6, while_contended
 
 
 def test_a_given_up_host_gets_one_trial_after_the_cooldown():

@@ -146,7 +146,8 @@ class ImageFetcher:
         self.image_root = Path(image_root or Path.cwd()).resolve()
         self.pool_size = pool_size
         self.breaker = HostBreaker()
-        # At most this many concurrent requests per host: one slow host cannot take every worker.
+        # Under contention, at most this many concurrent requests per host: one slow host cannot take every
+        # worker. A caller that knows no other host's references are waiting lets a host use them all.
         self.per_host = max(1, pool_size * 3 // 4)
         self._busy: dict[str, int] = {}
         self._busy_changed = threading.Condition()
@@ -167,19 +168,32 @@ class ImageFetcher:
             self._local.session = session
         return session
 
-    def fetch(self, ref: object, wait: bool = True) -> Fetched:
+    def fetch(self, ref: object, wait: bool = True, alone: bool = False) -> Fetched:
         """Bytes and status for one ``image_*`` cell. Never raises: any value ends as a status.
 
-        With ``wait=False`` a reference whose host is busy returns status :data:`DEFERRED` at once.
+        With ``wait=False`` a reference whose host is busy returns status :data:`DEFERRED` at once. ``alone``:
+        no other host's references are waiting, so this host may use every worker (the per-host cap is for
+        sharing workers between hosts, and there is nobody to share with).
         """
         try:
-            return self._fetch(ref, wait)
+            return self._fetch(ref, wait, self.pool_size if alone else self.per_host)
         except Exception as exc:  # one hostile cell must never end the run; the status names the kind
             # the cell itself is not formatted here: its own str() may be what failed
             log.debug("image reference (%s) failed with %s: %s", type(ref).__name__, type(exc).__name__, exc)
             return Fetched(None, statuses.BAD_URL if isinstance(exc, ValueError) else statuses.FETCH_ERROR)
 
-    def _fetch(self, ref: object, wait: bool) -> Fetched:
+    def server_of(self, ref: object) -> str | None:
+        """The ``host:port`` an http(s) reference is fetched from (None for local paths, empty or bad cells)."""
+        try:
+            ref = image_reference(ref)
+            if ref is None or "://" not in ref:
+                return None
+            _scheme, host, port = parse_url(ref)
+        except (UrlRefused, ValueError, TypeError):
+            return None
+        return f"{host}:{port}"
+
+    def _fetch(self, ref: object, wait: bool, cap: int) -> Fetched:
         ref = image_reference(ref)
         if ref is None:
             return Fetched(None, statuses.MISSING)
@@ -197,7 +211,7 @@ class ImageFetcher:
         server = f"{host}:{port}"
         if self.breaker.is_open(server):
             return Fetched(None, statuses.HOST_UNREACHABLE)
-        if not self._take_slot(server, wait):
+        if not self._take_slot(server, wait, cap):
             return Fetched(None, DEFERRED)
         try:
             data = self._download(ref, server, wait)
@@ -243,9 +257,9 @@ class ImageFetcher:
             return Fetched(None, statuses.TOO_LARGE)
         return Fetched(data, statuses.OK)
 
-    def _take_slot(self, server: str, wait: bool) -> bool:
+    def _take_slot(self, server: str, wait: bool, cap: int) -> bool:
         with self._busy_changed:
-            while self._busy.get(server, 0) >= self.per_host:
+            while self._busy.get(server, 0) >= cap:
                 if not wait:
                     return False
                 self._busy_changed.wait()

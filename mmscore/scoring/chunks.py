@@ -8,7 +8,7 @@ per shard, the Python API per table. Memory depends on the chunk size, never on 
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
@@ -73,10 +73,12 @@ def _text_status(a: str | None, b: str | None) -> str:
     return statuses.TEXT_OK if not empty else statuses.empty_texts(empty)
 
 
-def load_image(fetcher: ImageFetcher, ref: object, size: int, wait: bool = True) -> tuple[np.ndarray | None, str]:
+def load_image(
+    fetcher: ImageFetcher, ref: object, size: int, wait: bool = True, alone: bool = False
+) -> tuple[np.ndarray | None, str]:
     """Fetch and decode one ``image_*`` cell: pixels (or None) and the status to report (``wait=False``: may
-    be :data:`DEFERRED`)."""
-    fetched = fetcher.fetch(ref, wait)
+    be :data:`DEFERRED`; ``alone``: no other host's references wait, see :meth:`ImageFetcher.fetch`)."""
+    fetched = fetcher.fetch(ref, wait, alone)
     if fetched.data is None:
         return None, fetched.status
     decoded = decode_image(fetched.data, size)
@@ -87,15 +89,22 @@ def load_images(refs: list, fetcher: ImageFetcher, pool: ThreadPoolExecutor, siz
     """``ref -> (pixels, status)`` for each distinct reference in ``refs``, fetched and decoded once by ``pool``.
 
     A reference whose host is busy (its name lookup in flight, or all its connections in use) goes to the
-    back of the line instead of holding a worker, so a dead or slow host never stalls the others.
+    back of the line instead of holding a worker, so a dead or slow host never stalls the others. The
+    per-host cap holds only while other hosts' references wait: a host alone in the line may use every worker.
     """
     results: dict = {}
     waiting = deque(dict.fromkeys(refs))
+    servers = {ref: fetcher.server_of(ref) for ref in waiting}
+    waiting_per_server = Counter(s for s in servers.values() if s is not None)
     running: dict = {}
     while waiting or running:
         while waiting and len(running) < fetcher.pool_size:
             ref = waiting.popleft()
-            running[pool.submit(load_image, fetcher, ref, size, False)] = ref
+            server = servers[ref]
+            if server is not None:
+                waiting_per_server[server] -= 1
+            alone = server is not None and waiting_per_server.total() == waiting_per_server[server]
+            running[pool.submit(load_image, fetcher, ref, size, False, alone)] = ref
         done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
         progressed = False
         for future in done:
@@ -103,6 +112,7 @@ def load_images(refs: list, fetcher: ImageFetcher, pool: ThreadPoolExecutor, siz
             pixels, status = future.result()
             if status == DEFERRED:
                 waiting.append(ref)
+                waiting_per_server[servers[ref]] += 1
             else:
                 results[ref] = (pixels, status)
                 progressed = True

@@ -100,7 +100,7 @@ MUTANTS = [
     m("unsafe model load", "mmscore/model/predictor.py", "tests/test_training.py::test_a_head_with_python_code_inside_is_refused",
       ("compile=False, safe_mode=True)", "compile=False, safe_mode=False)")),
     m("fetch lets exceptions escape", "mmscore/images/fetcher.py", HOSTILE,
-      ("            return self._fetch(ref, wait)\n        except Exception as exc:", "            return self._fetch(ref, wait)\n        except ZeroDivisionError as exc:")),
+      ("            return self._fetch(ref, wait, self.pool_size if alone else self.per_host)\n        except Exception as exc:", "            return self._fetch(ref, wait, self.pool_size if alone else self.per_host)\n        except ZeroDivisionError as exc:")),
     m("local paths escape the image root", "mmscore/images/fetcher.py", HOSTILE,
       ("if not path.is_relative_to(self.image_root):", "if False:")),
     m("devices and FIFOs opened", "mmscore/images/fetcher.py", HOSTILE,
@@ -196,6 +196,11 @@ MUTANTS = [
       ("    if len(heads) == 1:\n        return heads[0]\n", "    return heads[0]\n")),
     m("negation counted when both texts negate", "mmscore/model/pair_features.py", "tests/test_training.py::test_lexical_v2_sees_negation_antonyms_and_reordered_numbers",
       ("negated = bool(words_a & NEGATIONS) != bool(words_b & NEGATIONS)", "negated = bool(words_a & NEGATIONS) or bool(words_b & NEGATIONS)")),
+    # a work-conserving host limit (issue 32)
+    m("host cap even when alone", "mmscore/images/fetcher.py", HOSTILE + "::test_a_host_alone_uses_every_worker_and_shares_them_under_contention",
+      ("self.pool_size if alone else self.per_host)", "self.per_host)")),
+    m("host cap never applies", "mmscore/images/fetcher.py", HOSTILE + "::test_a_host_alone_uses_every_worker_and_shares_them_under_contention",
+      ("self.pool_size if alone else self.per_host)", "self.pool_size)")),
 ]  # fmt: skip
 
 
