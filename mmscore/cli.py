@@ -235,7 +235,9 @@ def train(
     heads: Annotated[
         int,
         typer.Option(
-            min=1, help="Heads trained from different seeds, their logits averaged: steadier models, N times the time."
+            min=1,
+            help="Heads trained from different seeds, their logits averaged into one model: steadier across "
+            "retrains, N times the training time (--fine-tune: one).",
         ),
     ] = defaults.HEADS,
     loss: Annotated[

@@ -73,8 +73,8 @@ class TrainOptions:
             raise ValueError(f"unknown loss(es) {sorted(unknown)}; choose from {', '.join(LOSSES)}")
         if self.folds < 2:
             raise ValueError("folds must be at least 2")
-        if self.heads < 1 or (self.heads > 1 and self.fine_tune):
-            raise ValueError("heads must be at least 1, and 1 with --fine-tune")
+        if self.heads < 1:
+            raise ValueError("heads must be at least 1")
         if self.pair_features and self.pair_features not in KNOWN_PAIR_FEATURES:
             raise ValueError(f"unknown pair features {self.pair_features!r}; known: {', '.join(KNOWN_PAIR_FEATURES)}")
 
@@ -272,12 +272,29 @@ def fit_heads(training_set: tuple, loss: str, options: TrainOptions, seed: int, 
     """``options.heads`` heads on the same rows from different seeds, as one model averaging their logits."""
     from mmscore.model.entailment_head import average_heads
 
-    names = ["entailment_head"] if options.heads == 1 else [f"entailment_head_{j}" for j in range(options.heads)]
+    count = 1 if options.fine_tune else options.heads  # the fine-tuned encoder is trained with one head
+    names = ["entailment_head"] if count == 1 else [f"entailment_head_{j}" for j in range(count)]
     heads = [
-        fit_head(*training_set, loss, options, seed + j * HEAD_SEED_STRIDE, epochs, name=name)
+        _weights_only(fit_head(*training_set, loss, options, seed + j * HEAD_SEED_STRIDE, epochs, name=name))
         for j, name in enumerate(names)
     ]
     return average_heads(heads) if len(heads) > 1 else heads[0]
+
+
+def _weights_only(head):
+    """The trained head as a fresh, never-compiled model with its weights: a saved model then holds no
+    optimizer state (a third of the size)."""
+    from mmscore.model.entailment_head import build_entailment_head
+
+    dims = {t.name: int(t.shape[-1]) for t in head.inputs}
+    fresh = build_entailment_head(
+        dims["text_1"], dims["image_1"], pair_feature_dim=dims.get("pair_features", 0), name=head.name
+    )
+    fresh.set_weights(head.get_weights())
+    # Normalization computes its scale from the adapted statistics once ("finalize"); loading a file does it too
+    if "pair_features" in dims:
+        fresh.get_layer("pair_features_norm").finalize_state()
+    return fresh
 
 
 def head_logits(head, emb: PairEmbeddings, rows=slice(None)) -> np.ndarray:

@@ -30,7 +30,7 @@ def base(tmp_path_factory):
         rows.append((post, f"{10 + i} new cases reported today", "Implies"))
         rows.append((post, f"Update {i}: {40 + i} new cases today", "Contradictory"))
         rows.append((f"Game {i} starts at {i + 1}pm #sports", f"Recipe {i}: bake for {20 + i} minutes", "NoEntailment"))
-    train(_pairs(root / "base.csv", rows), root / "model", folds=3, epochs=5, offline=True)
+    train(_pairs(root / "base.csv", rows), root / "model", folds=3, epochs=5, heads=1, offline=True)
     return root / "model"
 
 
@@ -57,7 +57,7 @@ def test_new_labels_extend_the_base_and_the_new_rows_are_learned(base, tmp_path)
     new = tmp_path / "new.csv"
     textbook.to_csv(new, index=False)
     before = mmscore.Scorer(base, precision="float32").score_frame(textbook)
-    result = train(new, tmp_path / "extended", base=str(base), new_weight=10, folds=3, epochs=5, offline=True)
+    result = train(new, tmp_path / "extended", base=str(base), new_weight=10, folds=3, epochs=5, heads=1)
     after = mmscore.Scorer(tmp_path / "extended", precision="float32").score_frame(textbook)
     hits_before = (before["pred_label"] == textbook["label"]).mean()
     hits_after = (after["pred_label"] == textbook["label"]).mean()

@@ -130,7 +130,7 @@ def test_without_photos_and_few_images_the_model_is_text_only(tmp_path):
     rows[0]["image_1"] = "red.png"
     pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
     fetcher = ImageFetcher(ImageCache(tmp_path / "img"), settings=FetchSettings(offline=True), image_root=tmp_path)
-    options = TrainOptions(losses=("cross_entropy",), folds=3, epochs=3)
+    options = TrainOptions(losses=("cross_entropy",), folds=3, epochs=3, heads=1)
     train_model(tmp_path / "train.csv", tmp_path / "m", fetcher, options=options, cache_root=tmp_path / "emb")
     card = ModelCard.load(tmp_path / "m")
     assert card.image_rows == 1 and card.uses_images is False and card.photo_augmentation == {}

@@ -160,7 +160,7 @@ def test_the_cli_trains_from_an_s3_uri_and_from_stdin(s3_endpoint, tmp_path):
     raw = (SAMPLE / "pairs.csv").read_bytes()
     with fs.open_output_stream("labels/train.csv") as out:
         out.write(raw)
-    quick = ["--folds", "2", "--epochs", "2", "--image-root", str(SAMPLE), "--offline"]
+    quick = ["--folds", "2", "--epochs", "2", "--heads", "1", "--image-root", str(SAMPLE), "--offline"]
     for data, stdin, out in (("s3://labels/train.csv", None, "from_s3"), ("-", raw, "from_stdin")):
         result = CliRunner().invoke(app, ["train", data, "--out", str(tmp_path / out), *quick], input=stdin)
         assert result.exit_code == 0, result.output

@@ -95,7 +95,7 @@ def real_rows(shared_data, tmp_path_factory):
 def _train(data, out, text, image, cache_root, photos):
     from mmscore.training import TrainOptions, train_model
 
-    options = TrainOptions(folds=2, epochs=4, text_encoder=text, image_encoder=image)
+    options = TrainOptions(folds=2, epochs=4, heads=1, text_encoder=text, image_encoder=image)
     fetcher = make_fetcher(out.parent, image_root=data.parent)
     return train_model(data, out, fetcher, options=options, cache_root=cache_root, photos=photos)
 

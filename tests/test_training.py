@@ -114,7 +114,7 @@ def _offline_fetcher(tmp_path):
 
 def test_train_save_load_predict_round_trip(tmp_path):
     data = _write_pairs(tmp_path)
-    options = TrainOptions(losses=("cross_entropy",), folds=3, epochs=3)
+    options = TrainOptions(losses=("cross_entropy",), folds=3, epochs=3, heads=1)
     result = train_model(
         data, tmp_path / "model", _offline_fetcher(tmp_path), options=options, cache_root=tmp_path / "emb"
     )
