@@ -221,8 +221,9 @@ def train(
     data: Annotated[
         str,
         typer.Argument(
+            metavar="DATA",
             help="Labelled pairs: text_1, text_2, label \\[, image_*, id_*]. Anything score reads: a .csv/.parquet "
-            "file, a folder or glob of them, an s3:// or gs:// URI, or - for CSV on stdin."
+            "file, a folder or glob of them, an s3:// or gs:// URI, or - for CSV on stdin.",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path(defaults.MODEL_OUT),
