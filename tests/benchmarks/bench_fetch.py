@@ -35,8 +35,11 @@ def _jpeg() -> bytes:
     return buf.getvalue()
 
 
-def start_server(body: bytes | None = None, content_type: str = "image/jpeg") -> ThreadingHTTPServer:
-    """A local server answering every GET with ``body`` (default: a 71 KB JPEG) after :data:`LATENCY`."""
+def start_server(
+    body: bytes | None = None, content_type: str = "image/jpeg", latency: float = LATENCY, served: list | None = None
+) -> ThreadingHTTPServer:
+    """A local server answering every GET with ``body`` (default: a 71 KB JPEG) after ``latency`` seconds;
+    ``served`` collects the time each answer was sent."""
     body = body or _jpeg()
 
     class Handler(BaseHTTPRequestHandler):
@@ -46,12 +49,14 @@ def start_server(body: bytes | None = None, content_type: str = "image/jpeg") ->
             pass
 
         def do_GET(self):
-            time.sleep(LATENCY)
+            time.sleep(latency)
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            if served is not None:
+                served.append(time.perf_counter())
 
     class Server(ThreadingHTTPServer):
         request_queue_size = 256
@@ -92,6 +97,36 @@ def main() -> None:
             f"{prepare_rate:>15.0f} {prepare_rate / bound:>6.2f}"
         )
     server.shutdown()
+    mixed_hosts(images)
+
+
+def mixed_hosts(images: int, slow_latency: float = 0.5) -> None:
+    """Ten hosts (ten servers), one slow: how fast the nine live hosts' images are served with the slow host's
+    images interleaved, against the same images alone, at each worker count (the pipeline's load_images)."""
+    from mmscore.scoring.chunks import load_images
+
+    served: list[float] = []
+    servers = [start_server(latency=LATENCY, served=served) for _ in range(9)] + [start_server(latency=slow_latency)]
+    bases = [f"http://127.0.0.1:{s.server_address[1]}" for s in servers]
+    print(f"\n10 hosts, one answering after {slow_latency * 1000:.0f} ms: the live hosts' images/s (until the last")
+    print("live image is served) with and without the slow host's images interleaved (one in ten)")
+    print(f"{'workers':>8} {'live alone/s':>13} {'live among slow/s':>18} {'ratio':>6}")
+    for workers in (4, 16, 32, 64):
+        rates = []
+        for with_slow in (False, True):
+            live = [f"{bases[i % 9]}/live/{workers}/{with_slow}/{i}.jpg" for i in range(images)]
+            slow = [f"{bases[9]}/slow/{workers}/{i}.jpg" for i in range(images // 10)] if with_slow else []
+            refs = [r for pair in zip(live, slow + [None] * len(live), strict=False) for r in pair if r]
+            served.clear()
+            with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(workers) as pool:
+                fetcher = ImageFetcher(ImageCache(Path(tmp)), UrlPolicy(allow_private=True), pool_size=workers)
+                started = time.perf_counter()
+                results = load_images(refs, fetcher, pool, 32)
+                assert {status for _p, status in results.values()} == {"ok"}
+            rates.append(len(live) / (max(served) - started))
+        print(f"{workers:>8} {rates[0]:>13.0f} {rates[1]:>18.0f} {rates[1] / rates[0]:>6.2f}")
+    for server in servers:
+        server.shutdown()
 
 
 if __name__ == "__main__":
