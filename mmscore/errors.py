@@ -45,3 +45,11 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of ``exc``'s message (its type name when it has none)."""
     lines = str(exc).strip().splitlines()
     return lines[0][:limit] if lines else type(exc).__name__
+
+
+def require_folder(path, option: str) -> None:
+    """:class:`InputError` when a folder option (``--image-root``, ``--photos``...) names something else."""
+    from pathlib import Path
+
+    if path is not None and not Path(path).is_dir():
+        raise InputError(f"{path}: {option} must be a folder")

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from mmscore import defaults
 from mmscore.contract import output_schema
-from mmscore.errors import InputError, ScoringError, first_line
+from mmscore.errors import InputError, ScoringError, first_line, require_folder
 from mmscore.images.fetcher import ImageFetcher, build_fetcher
 from mmscore.io.pairs_reader import PairsSource, check_schema, default_image_root, open_pairs
 from mmscore.io.scored_writer import ScoredOutput
@@ -105,8 +105,7 @@ class Scorer:
         from mmscore.model.predictor import Predictor
         from mmscore.tensorflow_runtime import import_tensorflow
 
-        if image_root is not None and not Path(image_root).is_dir():
-            raise InputError(f"{image_root}: --image-root must be a folder")
+        require_folder(image_root, "--image-root")
         import_tensorflow()
         try:
             self.predictor = Predictor.load(model, precision)

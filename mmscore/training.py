@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mmscore import defaults, statuses
-from mmscore.errors import InputError, OutputError, first_line
+from mmscore.errors import InputError, OutputError, first_line, require_folder
 from mmscore.images.fetcher import ImageFetcher, image_reference
 from mmscore.io.atomic_write import atomic_path
 from mmscore.io.pairs_reader import ROW_NOTE, open_pairs
@@ -36,7 +36,7 @@ from mmscore.model.head_inputs import head_inputs
 from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
 from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
 from mmscore.model.pair_features import pair_features
-from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows, load_training_rows
+from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
 from mmscore.scoring.chunks import load_images
 from mmscore.unrelated_photos import PhotoSets, attach_unrelated, load_photo_sets, probe_photos, without_images
 from mmscore.version import __version__
@@ -436,17 +436,14 @@ def cross_validate(
     return _cross_fitted_metrics(oof, probe_oof, y, folds, layout.groups), oof
 
 
-def cv_folds(y: np.ndarray, options: TrainOptions) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The stratified ``(train rows, test rows)`` folds every cross-fitted step of one training run shares."""
+def cv_fold_ids(y: np.ndarray, options: TrainOptions) -> np.ndarray:
+    """Each row's stratified fold: the folds every cross-fitted step of one training run shares."""
     from sklearn.model_selection import StratifiedKFold
 
-    return list(StratifiedKFold(options.folds, shuffle=True, random_state=options.seed).split(y, y))
-
-
-def cv_fold_ids(y: np.ndarray, options: TrainOptions) -> np.ndarray:
-    """Each row's fold in :func:`cv_folds`."""
     ids = np.zeros(len(y), np.int64)
-    for k, (_train, test) in enumerate(cv_folds(y, options)):
+    for k, (_train, test) in enumerate(
+        StratifiedKFold(options.folds, shuffle=True, random_state=options.seed).split(y, y)
+    ):
         ids[test] = k
     return ids
 
@@ -657,21 +654,30 @@ def model_card(text, image, options, data_hash: str, emb, plan: PhotoPlan, chose
     )
 
 
-def base_model(base: str | Path) -> tuple[Path, ModelCard, TrainingRows]:
-    """The model to extend (``default``: the shipped one), its card and its training rows; one-line errors."""
+def kept_of_training(emb: PairEmbeddings, forms, y: np.ndarray, fold_ids: np.ndarray):
+    """What a model keeps of its training pairs: ``(in-domain reference, training rows)``, both from the frozen
+    text vectors, the texts' forms, the labels and the folds (never the texts)."""
+    domain = fit_domain_forms(emb.text_1, emb.text_2, *forms, fold_ids)
+    features = emb.pair_features if emb.pair_features is not None else np.zeros((len(y), 0), np.float32)
+    rows = TrainingRows(emb.text_1, emb.text_2, emb.image_1, emb.image_2, emb.image_mask, features, *forms, y, fold_ids)
+    return domain, rows
+
+
+def base_model(base: str | Path) -> tuple[Path, ModelCard]:
+    """The model to extend (``default``: the shipped one) and its card, checked to be extendable (one-line
+    errors); its training rows are read once, when training starts."""
     from mmscore.model.predictor import DEFAULT_MODEL_DIR
 
     directory = DEFAULT_MODEL_DIR if str(base) == "default" else Path(base)
     card = ModelCard.load(directory)
     if card.text_encoder_weights:
         raise InputError(f"{base}: a model with a fine-tuned text encoder cannot be extended; retrain it")
-    rows = load_training_rows(directory)
-    if rows is None:
+    if not (directory / TRAINING_ROWS_FILE).is_file():
         raise InputError(
             f"{base}: keeps no training rows ({TRAINING_ROWS_FILE}): it was trained before models could be "
             "extended; retrain it with this version"
         )
-    return directory, card, rows
+    return directory, card
 
 
 def _extended(rows: TrainingRows, emb: PairEmbeddings, y, forms, options: TrainOptions, new_weight: int):
@@ -719,7 +725,8 @@ def train_model(
     with readable_twice(data) as data:
         df, skipped = read_labelled_pairs(data)
         data_hash = data_sha256(data)
-    base_dir, base_card, base_rows = base_model(base) if base is not None else (None, None, None)
+    base_dir, base_card = base_model(base) if base is not None else (None, None)
+    base_rows = TrainingRows.load(base_dir / TRAINING_ROWS_FILE) if base_dir else None
     y = labels_of(df, data, options.folds if base_rows is None else 1)
     progress(f"{len(df)} pairs ({skipped} skipped for empty text or label); loading encoders")
     text = registry.text_encoder(options.text_encoder, options.sequence_length)
@@ -752,10 +759,7 @@ def train_model(
     domain, rows = None, None
     if not tuner:
         progress("fitting the in-domain reference on held-out folds")
-        domain = fit_domain_forms(emb.text_1, emb.text_2, *forms, layout.fold_ids)
-        features = emb.pair_features if emb.pair_features is not None else np.zeros((len(y), 0), np.float32)
-        rows = TrainingRows(emb.text_1, emb.text_2, emb.image_1, emb.image_2, emb.image_mask, features, *forms, y,
-                            layout.fold_ids)  # fmt: skip
+        domain, rows = kept_of_training(emb, forms, y, layout.fold_ids)
     card.domain = domain.card_facts(text.name) if domain is not None else {}
     save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain, rows)
     elapsed = time.perf_counter() - started
@@ -800,11 +804,10 @@ def train(
     from mmscore.io.pairs_reader import default_image_root
 
     for folder, option in ((images, "--images"), (photos, "--photos"), (image_root, "--image-root")):
-        if folder is not None and not Path(folder).is_dir():
-            raise InputError(f"{folder}: {option} must be a folder")
+        require_folder(folder, option)
     sequence_length = TrainOptions.sequence_length
     if base is not None:
-        _, card, _ = base_model(base)
+        _, card = base_model(base)
         for kind, asked, default, kept in (
             ("text", text_encoder, defaults.TEXT_ENCODER, card.text_encoder),
             ("image", image_encoder, defaults.IMAGE_ENCODER, card.image_encoder),

@@ -22,10 +22,17 @@ def main(data: str, model_dir: str, images: str | None = None) -> None:
     from mmscore.images.fetcher import build_fetcher
     from mmscore.labels import LABEL_INDEX
     from mmscore.model.card import ModelCard
-    from mmscore.model.domain import DOMAIN_FILE, fit_domain_forms, text_form
+    from mmscore.model.domain import DOMAIN_FILE, text_form
     from mmscore.model.pair_features import pair_features
-    from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
-    from mmscore.training import TrainOptions, cv_fold_ids, data_sha256, embed_pairs, read_labelled_pairs
+    from mmscore.model.training_rows import TRAINING_ROWS_FILE
+    from mmscore.training import (
+        TrainOptions,
+        cv_fold_ids,
+        data_sha256,
+        embed_pairs,
+        kept_of_training,
+        read_labelled_pairs,
+    )
 
     model = Path(model_dir)
     card = ModelCard.load(model)
@@ -45,10 +52,8 @@ def main(data: str, model_dir: str, images: str | None = None) -> None:
         fetcher.close()
     features = pair_features(df["text_1"], df["text_2"], card.pair_features) if card.pair_features else None
     forms = (text_form(list(df["text_1"])), text_form(list(df["text_2"])))
-    folds = cv_fold_ids(y, options)
-    domain = fit_domain_forms(emb.text_1, emb.text_2, *forms, folds)
-    features = features if features is not None else np.zeros((len(y), 0), np.float32)
-    rows = TrainingRows(emb.text_1, emb.text_2, emb.image_1, emb.image_2, emb.image_mask, features, *forms, y, folds)
+    emb.pair_features = features
+    domain, rows = kept_of_training(emb, forms, y, cv_fold_ids(y, options))
     for name, content in ((DOMAIN_FILE, domain), (TRAINING_ROWS_FILE, rows)):
         with open(model / name, "wb") as handle:
             content.save(handle)

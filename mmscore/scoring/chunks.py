@@ -47,6 +47,7 @@ class PreparedChunk:
     pair_features: np.ndarray  # (n, d) float32 lexical features of the texts; d = 0 when the model takes none
     order: np.ndarray  # the rows, shortest first: batches are cut in this order (see :func:`length_order`)
     tokens: PairTokens | None = None  # both texts tokenised (given a text encoder)
+    texts: tuple[list, list] = ((), ())  # text_1 and text_2 as read (None for a missing cell)
 
     @property
     def num_rows(self) -> int:
@@ -174,7 +175,7 @@ def prepare_chunk(
     tokens = PairTokens.of(text_encoder, *as_text) if text_encoder is not None and n else None
     # Stable, so rows of equal length keep their input order.
     order = np.argsort(tokens.longest_per_row(), kind="stable") if tokens else length_order(*as_text)
-    return PreparedChunk(table, images, mask, row_statuses, features, order, tokens)
+    return PreparedChunk(table, images, mask, row_statuses, features, order, tokens, (t1, t2))
 
 
 def length_order(text_1: np.ndarray, text_2: np.ndarray) -> np.ndarray:
@@ -266,7 +267,7 @@ class ChunkScorer:
         reference = self.predictor.domain
         if reference is None or vectors is None:
             return None
-        return reference.score(*vectors, _texts(chunk.table, "text_1"), _texts(chunk.table, "text_2"))
+        return reference.score(*vectors, *chunk.texts)
 
     def score_table(self, table: pa.Table, pool: ThreadPoolExecutor) -> pa.Table:
         return self.score(self.prepare(table, pool))
