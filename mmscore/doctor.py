@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmscore.model.preprocessor import unit_pixels
+
 PARAPHRASES = ("A man is playing a guitar on stage.", "On the stage, a man plays the guitar.")
 UNRELATED = "The central bank raised interest rates again."
 # ImageNet ids: 967 espresso, 968 cup, 504 coffee mug; 281-285 the domestic cat classes.
@@ -39,7 +41,7 @@ def load_photo(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+        return unit_pixels(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)))
 
 
 def top_classes(image_encoder, photo: np.ndarray, k: int = 3) -> list[tuple[int, float]]:

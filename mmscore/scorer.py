@@ -21,7 +21,7 @@ import pyarrow as pa
 from mmscore import defaults
 from mmscore.contract import output_schema
 from mmscore.errors import InputError, ScoringError, first_line, require_folder
-from mmscore.images.fetcher import ImageFetcher, build_fetcher
+from mmscore.images.fetcher import ImageFetcher, ImageSource
 from mmscore.io.pairs_reader import PairsSource, check_schema, default_image_root, open_pairs
 from mmscore.io.scored_writer import ScoredOutput
 from mmscore.precision import warn_if_emulated
@@ -114,12 +114,12 @@ class Scorer:
         warn_if_emulated(precision)
         self.model = None if model is None else str(Path(model).resolve())
         self.options = ScoreOptions(batch_size=batch_size, fetch_workers=fetch_workers)
-        self._image_options = dict(image_cache=image_cache, offline=offline, allow_private_urls=allow_private_urls)
+        self.images = ImageSource(image_cache, None, offline, allow_private_urls)
         self.image_root = image_root
 
     def _fetcher(self, image_root: Path | None) -> ImageFetcher:
         root = image_root or self.image_root
-        return build_fetcher(**self._image_options, workers=self.options.fetch_workers, image_root=root)
+        return replace(self.images, image_root=root).fetcher(self.options.fetch_workers)
 
     def score_arrow(self, table: pa.Table) -> pa.Table:
         """``table`` (``text_1``, ``text_2`` [, ``image_1``, ``image_2``, anything else]) with the output columns."""
@@ -196,7 +196,7 @@ class Scorer:
         if on_start:
             total = source.num_rows
             on_start(total if limit is None or total is None else min(limit, total))
-        images = {**self._image_options, "image_root": root}
+        images = replace(self.images, image_root=root)
         job = EngineJob(source, target, self.predictor, options, self.model, images, run.address, run.actors)
         return engine_module(engine).score(job, on_progress)
 

@@ -60,7 +60,7 @@ def test_each_folds_offsets_and_temperature_come_only_from_the_other_folds():
     """Relabelling one fold's rows must not move that fold's offsets or temperature; it moves the others'."""
     from sklearn.model_selection import StratifiedKFold
 
-    from mmscore.training import _cross_fitted_metrics
+    from mmscore.training.cross_fitting import _cross_fitted_metrics
 
     logits, y = _overconfident(n=600, seed=3)
     folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(y, y))

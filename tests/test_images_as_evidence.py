@@ -6,7 +6,7 @@ import pandas as pd
 
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.training import PairEmbeddings, TrainOptions, fit_head, head_logits
-from mmscore.unrelated_photos import (
+from mmscore.training.unrelated_photos import (
     ATTACH_SHARE,
     _decoded_photos,
     _views,

@@ -94,11 +94,13 @@ def assert_same_output(got: Path, expected: Path):
 
 
 def _score_on_ray(scorer, folder, out, **options):
-    settings = {"model": scorer.model, "fetcher": {**scorer._image_options, "image_root": SAMPLE}}
     from mmscore.io.pairs_reader import open_pairs
 
+    images = replace(scorer.images, image_root=SAMPLE)
     score_options = replace(scorer.options, part_chunks=options.pop("part_chunks", None))
-    return score_with_ray(open_pairs(folder), out, scorer.predictor, settings, score_options, RayOptions(**options))
+    return score_with_ray(
+        open_pairs(folder), out, scorer.predictor, scorer.model, images, score_options, RayOptions(**options)
+    )
 
 
 def test_shards_cover_every_row_once():

@@ -264,8 +264,8 @@ def test_head_on_real_tweet_pairs_beats_the_majority_class_on_held_out_rows(
     """The recipe on real data: frozen embeddings + lexical pair features, fitted on 80 %, judged on the rest."""
     from sklearn.model_selection import train_test_split
 
+    from mmscore.metrics import macro_f1
     from mmscore.model.pair_features import pair_features
-    from mmscore.training import macro_f1
 
     df, _ = read_labelled_pairs(shared_data / "tweets" / "tweets_trainval.csv")
     # The shared embedding cache: a second run of the suite skips the encoders.

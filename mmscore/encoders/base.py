@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mmscore.model.preprocessor import unit_pixels
+
 
 class TextEncoder(Protocol):
     """What mmscore needs of a text encoder: tokens for the compiled step, vectors for training."""
@@ -56,13 +58,7 @@ def encode_texts(encoder: TextEncoder, texts, batch_size: int) -> np.ndarray:
 
 def encode_images(encoder: ImageEncoder, images, batch_size: int) -> np.ndarray:
     """``encoder.model``'s features of ``images`` (uint8, or float in [0, 1]), batch by batch."""
-    return _in_batches(images, batch_size, encoder.dim, lambda b: encoder.model(_unit_pixels(b))["features"])
-
-
-def _unit_pixels(batch) -> np.ndarray:
-    """A batch of images as float32 in [0, 1] (uint8 input is divided by 255)."""
-    batch = np.asarray(batch)
-    return batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch
+    return _in_batches(images, batch_size, encoder.dim, lambda b: encoder.model(unit_pixels(b))["features"])
 
 
 def weights_sha256(model) -> str:

@@ -385,3 +385,23 @@ def build_fetcher(
         image_root=image_root,
         pool_size=workers,
     )
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where a run's images come from and what it may fetch: :func:`build_fetcher`'s settings as one typed,
+    picklable value (an engine that scores elsewhere builds its fetcher there from it)."""
+
+    image_cache: Path | None = None
+    image_root: Path | None = None
+    offline: bool = False
+    allow_private_urls: bool = False
+
+    def fetcher(self, workers: int = defaults.FETCH_WORKERS) -> ImageFetcher:
+        return build_fetcher(
+            self.image_cache,
+            offline=self.offline,
+            allow_private_urls=self.allow_private_urls,
+            image_root=self.image_root,
+            workers=workers,
+        )

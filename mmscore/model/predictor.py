@@ -11,6 +11,7 @@ from mmscore.errors import InvalidModelError, first_line
 from mmscore.model.card import CARD_FILE, HEAD_FILE, ModelCard
 from mmscore.model.domain import load_domain
 from mmscore.model.head_inputs import head_inputs, lexical_width
+from mmscore.model.preprocessor import PairPreprocessor, unit_pixels_tensor, visible_image_mask
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 
@@ -66,11 +67,12 @@ class Predictor:
 
     def pair_features(self, text_1, text_2) -> np.ndarray:
         """The lexical features this model's head takes, ``(n, 0)`` when it takes none."""
-        from mmscore.model.pair_features import pair_features
+        return PairPreprocessor(self.card.pair_features).pair_features(text_1, text_2)
 
-        if not self.card.pair_features:
-            return np.zeros((len(text_1), 0), np.float32)
-        return pair_features(text_1, text_2, self.card.pair_features)
+    @cached_property
+    def preprocessor(self) -> PairPreprocessor:
+        """Texts -> this model's text inputs (tokens for its text encoder, its lexical features)."""
+        return PairPreprocessor(self.card.pair_features, self.text_encoder)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Head logits -> calibrated probabilities in label order (offsets, then temperature)."""
@@ -82,8 +84,7 @@ class Predictor:
         return lexical_width(self.head)
 
     def _head_inputs(self, text_1, text_2, image_1, image_2, image_mask, pair_features) -> dict:
-        if not self.card.uses_images:  # a text-only model: images are fetched and reported, never fed to it
-            image_mask = image_mask * 0
+        image_mask = visible_image_mask(image_mask, self.card.uses_images)
         lexical = pair_features if self.card.pair_features else None
         return head_inputs(text_1, text_2, image_1, image_2, image_mask, lexical)
 
@@ -137,8 +138,7 @@ class Predictor:
             longest = tf.reduce_max(tf.reduce_sum(tf.cast(mask, tf.int32), 1))
             length = tf.minimum(tf.shape(ids)[1], (longest + 7) // 8 * 8)
             texts = text_model([ids[:, :length], mask[:, :length]], training=False)
-            if not uses_images:
-                image_mask = tf.zeros_like(image_mask)
+            image_mask = visible_image_mask(image_mask, uses_images)
             # Run the image encoder only on images that exist; missing ones stay zero and masked.
             images = tf.concat([image_1, image_2], 0)
             present = tf.concat([image_mask[:, 0], image_mask[:, 1]], 0) > 0
@@ -146,7 +146,7 @@ class Predictor:
             shape = tf.stack([2 * n, feature_dim])
 
             def encode_present():
-                pixels = tf.cast(tf.gather_nd(images, where), tf.float32) / 255.0
+                pixels = unit_pixels_tensor(tf.gather_nd(images, where))
                 return tf.scatter_nd(where, image_model(pixels, training=False)["features"], shape)
 
             # An empty batch trips oneDNN's batch norm, and there is nothing to encode anyway.

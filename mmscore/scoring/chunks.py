@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ from mmscore.io.pairs_reader import IMAGE_COLUMNS, ROW_NOTE
 from mmscore.labels import LABELS, PROB_COLUMNS
 from mmscore.lookahead import lookahead
 from mmscore.model.predictor import Predictor
+from mmscore.model.preprocessor import PairPreprocessor
 
 
 @dataclass
@@ -143,11 +144,10 @@ def prepare_chunk(
     fetcher: ImageFetcher,
     pool: ThreadPoolExecutor,
     size: int,
-    pair_features: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-    text_encoder=None,
+    preprocessor: PairPreprocessor | None = None,
     loaded: dict | None = None,
 ) -> PreparedChunk:
-    """Texts, decoded images, masks, per-row statuses, and (given ``pair_features`` / ``text_encoder``) lexical
+    """Texts, decoded images, masks, per-row statuses, and (given the model's ``preprocessor``) lexical
     features and tokens, for one chunk. With tokens, rows are ordered by token count; otherwise by characters.
     ``loaded``: the chunk's images already fetched and decoded (:func:`load_images` of its image references)."""
     n = table.num_rows
@@ -171,8 +171,8 @@ def prepare_chunk(
         images.append(pixels)
         row_statuses[f"{column}_status"] = [status for _array, status in results]
     as_text = [np.array(["" if t is None else t for t in col], dtype=object) for col in (t1, t2)]
-    features = pair_features(*as_text) if pair_features else np.zeros((n, 0), np.float32)
-    tokens = PairTokens.of(text_encoder, *as_text) if text_encoder is not None and n else None
+    features = (preprocessor or PairPreprocessor()).pair_features(*as_text)
+    tokens = preprocessor.tokens(*as_text) if preprocessor is not None and n else None
     # Stable, so rows of equal length keep their input order.
     order = np.argsort(tokens.longest_per_row(), kind="stable") if tokens else length_order(*as_text)
     return PreparedChunk(table, images, mask, row_statuses, features, order, tokens, (t1, t2))
@@ -232,9 +232,7 @@ class ChunkScorer:
         predictor = self.predictor
         size = predictor.image_encoder.image_size
         try:
-            chunk = prepare_chunk(
-                table, self.fetcher, pool, size, predictor.pair_features, predictor.text_encoder, loaded
-            )
+            chunk = prepare_chunk(table, self.fetcher, pool, size, predictor.preprocessor, loaded)
         except MmscoreError:
             raise
         except Exception as exc:  # not the input file's fault: say what failed

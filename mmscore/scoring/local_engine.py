@@ -76,9 +76,7 @@ def score_pairs(
 
 def score(job: EngineJob, on_progress: Callable[[int, Counter], None] | None = None) -> RunSummary:
     """The engine entry point (see :mod:`mmscore.scoring`): this process, one fetcher for the run."""
-    from mmscore.images.fetcher import build_fetcher
-
-    fetcher = build_fetcher(**job.images, workers=job.options.fetch_workers)
+    fetcher = job.images.fetcher(job.options.fetch_workers)
     try:
         return score_pairs(job.source, job.target, job.predictor, fetcher, job.options, on_progress)
     finally:

@@ -33,6 +33,7 @@ import pyarrow as pa
 from mmscore import defaults
 from mmscore.contract import output_schema
 from mmscore.errors import InputError, ScoringError
+from mmscore.images.fetcher import ImageSource
 from mmscore.io.pairs_reader import InputFile, PairsSource, read_row_range
 from mmscore.io.scored_writer import ScoredOutput, ScoredWriter, write_part
 from mmscore.io.storage import Storage
@@ -69,7 +70,7 @@ class ShardJob:
     precision: str
     batch_size: int
     fetch_workers: int
-    fetcher: dict  # Scorer's image options: image_cache, image_root, offline, allow_private_urls
+    images: ImageSource  # where images come from and what may be fetched
     chunk_rows: int
     image_size: int  # pixels the model's image encoder takes (from the card)
 
@@ -83,10 +84,8 @@ def fetch_shards(batch: dict, job: ShardJob) -> dict:
     import pickle
     from concurrent.futures import ThreadPoolExecutor
 
-    from mmscore.images.fetcher import build_fetcher
-
     out: dict[str, list] = {"index": [], "table": [], "images": []}
-    fetcher = build_fetcher(**job.fetcher, workers=job.fetch_workers)
+    fetcher = job.images.fetcher(job.fetch_workers)
     try:
         with ThreadPoolExecutor(job.fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
             for index, start, rows in zip(batch["index"], batch["start"], batch["rows"], strict=True):
@@ -213,12 +212,14 @@ def score_with_ray(
     source: PairsSource,
     output: ScoredOutput,
     predictor,
-    job_settings: dict,
+    model: str | None,
+    images: ImageSource,
     options: ScoreOptions,
     ray_options: RayOptions = RayOptions(),
     on_progress: Callable[[int, Counter], None] | None = None,
 ) -> RunSummary:
-    """Score ``source`` into ``output`` on Ray; same rows, order, values and schema as the local engine."""
+    """Score ``source`` into ``output`` on Ray; same rows, order, values and schema as the local engine.
+    ``model``: the model directory each actor loads (None: the shipped one); ``images``: how actors fetch."""
     ray = require_ray()
     started, started_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")
     files = parquet_layout(source)
@@ -236,8 +237,8 @@ def score_with_ray(
         connect(ray, ray_options.address)
         actors, resources = actor_resources(ray, ray_options.actors)
         job = ShardJob(
-            files, source.schema, writer.parts.name, job_settings.get("model"), predictor.precision,
-            options.batch_size, options.fetch_workers, job_settings["fetcher"], options.chunk_rows,
+            files, source.schema, writer.parts.name, model, predictor.precision,
+            options.batch_size, options.fetch_workers, images, options.chunk_rows,
             predictor.card.image_size,
         )  # fmt: skip
         rows_of = {s.index: s.rows for s in pending}
@@ -276,6 +277,7 @@ def _run_shards(ray, pending: list[Shard], job: ShardJob, actors: int, resources
 
 def score(job: EngineJob, on_progress: Callable[[int, Counter], None] | None = None) -> RunSummary:
     """The engine entry point (see :mod:`mmscore.scoring`): the run's shards on a Ray cluster."""
-    settings = {"model": job.model, "fetcher": job.images}
     options = RayOptions(address=job.address, actors=job.actors)
-    return score_with_ray(job.source, job.target, job.predictor, settings, job.options, options, on_progress)
+    return score_with_ray(
+        job.source, job.target, job.predictor, job.model, job.images, job.options, options, on_progress
+    )

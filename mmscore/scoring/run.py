@@ -15,6 +15,7 @@ from mmscore.contract import (
     DOMAIN_NAMES,
     IN_DOMAIN,
 )
+from mmscore.images.fetcher import ImageSource
 from mmscore.io.pairs_reader import IMAGE_COLUMNS, PairsSource
 from mmscore.io.scored_writer import ScoredOutput
 from mmscore.model.predictor import Predictor
@@ -141,6 +142,6 @@ class EngineJob:
     predictor: Predictor
     options: ScoreOptions
     model: str | None  # the model directory (None: the shipped one), for engines that load it again elsewhere
-    images: dict  # build_fetcher's keywords: image_cache, image_root, offline, allow_private_urls
+    images: ImageSource  # where images come from and what may be fetched
     address: str | None = None  # a cluster to join (engines that have one)
     actors: int | None = None  # model workers (engines that have them); None: the engine's default

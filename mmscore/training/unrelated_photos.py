@@ -19,6 +19,7 @@ from mmscore.images.decode import decode_image
 from mmscore.images.fetcher import FetchSettings, ImageFetcher
 from mmscore.images.image_cache import ImageCache
 from mmscore.model.embedding_cache import EmbeddingCache, cached_encode, content_key
+from mmscore.model.preprocessor import visible_image_mask
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
 PROBE_EVERY = 4  # every 4th photo in hash order is held out for the robustness probe
@@ -134,4 +135,4 @@ def _with_photos(emb, rows, image_1, image_2, second_present):
 def without_images(emb):
     """A copy of ``emb`` with every image hidden: the head trains and scores as a text model."""
     zeros = np.zeros_like(emb.image_1)
-    return replace(emb, image_1=zeros, image_2=zeros, image_mask=np.zeros_like(emb.image_mask))
+    return replace(emb, image_1=zeros, image_2=zeros, image_mask=visible_image_mask(emb.image_mask, False))

@@ -1,0 +1,252 @@
+"""The whole recipe: ``train()`` (the CLI's options as keywords) and ``train_model()``; extending a base model."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmscore import defaults
+from mmscore.errors import InputError, require_folder
+from mmscore.images.fetcher import ImageFetcher
+from mmscore.labels import LABEL_INDEX, LABELS
+from mmscore.model.card import ModelCard
+from mmscore.model.domain import text_form
+from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
+from mmscore.model.preprocessor import PairPreprocessor
+from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
+from mmscore.training.card import data_sha256, kept_of_training, model_card, save_model
+from mmscore.training.cross_fitting import RowLayout, compare_losses, spread_over_folds
+from mmscore.training.embeddings import PairEmbeddings, embed_pairs, read_labelled_pairs
+from mmscore.training.head_fit import FineTuner, fit_heads
+from mmscore.training.options import Progress, TrainOptions, TrainResult
+from mmscore.training.probes import PhotoPlan, photo_plan
+
+
+@contextmanager
+def readable_twice(data: str | Path) -> Iterator[str | Path]:
+    """``data`` as something that can be read twice (rows, then bytes for the card's hash): stdin (``-``) is
+    spooled to a temporary CSV file first; anything else is itself."""
+    if str(data) != "-":
+        yield data
+        return
+    with tempfile.TemporaryDirectory(prefix="mmscore-train-") as folder:
+        spooled = Path(folder) / "stdin.csv"
+        with spooled.open("wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        yield spooled
+
+
+def labels_of(df: pd.DataFrame, data: str | Path, folds: int) -> np.ndarray:
+    """Label indices, or :class:`InputError` when a class has fewer rows than there are folds."""
+    y = np.array([LABEL_INDEX[v] for v in df["label"]], np.int64)
+    counts = np.bincount(y, minlength=len(LABELS))
+    if (counts < folds).any():
+        short = [f"{LABELS[i]} ({c})" for i, c in enumerate(counts) if c < folds]
+        raise InputError(f"{data}: fewer than {folds} examples of {', '.join(short)} for {folds}-fold CV")
+    return y
+
+
+def fit_final(emb, y, loss: str, options: TrainOptions, tuner, plan: PhotoPlan, progress: Progress, layout=None):
+    """The head (and, fine-tuning, the text encoder) trained on every row."""
+    progress(f"fitting the final model on all rows ({'fine-tuning' if tuner else 'frozen encoders'}), loss={loss}")
+    everything = np.arange(len(y))
+    trained_on = layout.training_rows(everything) if layout else everything
+    rows = plan.training_set(emb, y, trained_on, options.seed)
+    head = fit_heads(rows, loss, options, options.seed, plan.epochs(options))
+    if tuner:
+        tuner.train(head, plan.scoring_view(emb), y, everything, loss, options)
+    return head
+
+
+def base_model(base: str | Path) -> tuple[Path, ModelCard]:
+    """The model to extend (``default``: the shipped one) and its card, checked to be extendable (one-line
+    errors); its training rows are read once, when training starts."""
+    from mmscore.model.predictor import DEFAULT_MODEL_DIR
+
+    directory = DEFAULT_MODEL_DIR if str(base) == "default" else Path(base)
+    card = ModelCard.load(directory)
+    if card.text_encoder_weights:
+        raise InputError(f"{base}: a model with a fine-tuned text encoder cannot be extended; retrain it")
+    if not (directory / TRAINING_ROWS_FILE).is_file():
+        raise InputError(
+            f"{base}: keeps no training rows ({TRAINING_ROWS_FILE}): it was trained before models could be "
+            "extended; retrain it with this version"
+        )
+    return directory, card
+
+
+def _extended(rows: TrainingRows, emb: PairEmbeddings, y, forms, options: TrainOptions, new_weight: int):
+    """The base model's rows followed by the new ones: embeddings, labels, text forms, and the layout (base rows
+    keep their folds; new rows are dealt over the same folds and repeated ``new_weight`` times in training)."""
+    base = PairEmbeddings(rows.text_1, rows.text_2, rows.image_1, rows.image_2, rows.image_mask)
+    base.pair_features = rows.pair_features if emb.pair_features is not None else None
+    combined = PairEmbeddings.concatenate([base, emb])
+    n_base, n_new = len(rows), len(y)
+    folds = int(rows.folds.max()) + 1
+    fold_ids = np.concatenate([rows.folds, spread_over_folds(y, folds, options.seed)])
+    repeat = np.concatenate([np.ones(n_base, np.int64), np.full(n_new, new_weight, np.int64)])
+    is_new = np.arange(n_base + n_new) >= n_base
+    layout = RowLayout(fold_ids, repeat, {"base rows": ~is_new, "new rows": is_new})
+    forms = tuple(np.concatenate([old, new]) for old, new in zip((rows.form_1, rows.form_2), forms, strict=True))
+    return combined, np.concatenate([rows.labels, y]), forms, layout
+
+
+def train_model(
+    data: str | Path,
+    out_dir: Path,
+    fetcher: ImageFetcher,
+    images_dir: Path | None = None,
+    options: TrainOptions | None = None,
+    progress: Progress = lambda _msg: None,
+    cache_root: Path | None = None,
+    photos: Path | None = None,
+    base: str | Path | None = None,
+    new_weight: int = defaults.NEW_WEIGHT,
+) -> TrainResult:
+    """The whole recipe; writes ``head.keras``, ``model_card.json``, the in-domain reference and the training
+    rows into ``out_dir``.
+
+    ``data`` is anything scoring reads: a CSV/Parquet file, a folder or glob of them, an object-store URI, or
+    ``-`` (CSV on stdin, spooled to a temporary file: the rows are read, then hashed for the card).
+    ``photos`` is a folder of real photos unrelated to the pairs (see :mod:`mmscore.training.unrelated_photos`).
+    ``base``: a model directory (or ``default``) whose training rows are trained on together with ``data``'s,
+    each new row repeated ``new_weight`` times; its encoders and pair features are the new model's.
+    """
+    import time
+
+    from mmscore.encoders import registry
+
+    options = options or TrainOptions()
+    started = time.perf_counter()
+    with readable_twice(data) as data:
+        df, skipped = read_labelled_pairs(data)
+        data_hash = data_sha256(data)
+    base_dir, base_card = base_model(base) if base is not None else (None, None)
+    base_rows = TrainingRows.load(base_dir / TRAINING_ROWS_FILE) if base_dir else None
+    y = labels_of(df, data, options.folds if base_rows is None else 1)
+    progress(f"{len(df)} pairs ({skipped} skipped for empty text or label); loading encoders")
+    text = registry.text_encoder(options.text_encoder, options.sequence_length)
+    image = registry.image_encoder(options.image_encoder)
+    if base_card:  # new rows must be embedded exactly as the base rows were
+        base_card.check_encoder("text", text)
+        base_card.check_encoder("image", image)
+    progress("embedding texts and images (cached)")
+    emb = new_emb = embed_pairs(df, images_dir, fetcher, text, image, cache_root)
+    if options.pair_features:
+        emb.pair_features = PairPreprocessor(options.pair_features).pair_features(df["text_1"], df["text_2"])
+    forms = (text_form(list(df["text_1"])), text_form(list(df["text_2"])))
+    layout = RowLayout.stratified(y, options)
+    if base_rows is not None:
+        emb, y, forms, layout = _extended(base_rows, emb, y, forms, options, new_weight)
+    plan = photo_plan(emb, photos, image, cache_root, progress)
+    tuner = None
+    if options.fine_tune:  # a private copy of the encoder: the shared one keeps its pretrained weights
+        tuned = registry.build_text_encoder(options.text_encoder, options.sequence_length)
+        tuner = FineTuner(tuned, list(df["text_1"]), list(df["text_2"]))
+    per_loss, oofs, chosen = compare_losses(emb, y, options, tuner, plan, progress, layout)
+    head = fit_final(emb, y, chosen, options, tuner, plan, progress, layout)
+    if base_card:
+        lineage = {"base_model": base_card.model_id(), "base_dir": str(base_dir), "new_data_sha256": data_hash}
+        lineage.update(base_rows=len(base_rows), new_rows=len(df), new_weight=new_weight)
+        data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
+    card = model_card(text, image, options, data_hash, emb, plan, chosen, per_loss, oofs[chosen], y, tuner is not None)
+    card.base = lineage if base_card else {}
+    # a fine-tuned encoder places texts elsewhere than the frozen vectors the reference and rows are made of
+    domain, rows = None, None
+    if not tuner:
+        progress("fitting the in-domain reference on held-out folds")
+        domain, rows = kept_of_training(emb, forms, y, layout.fold_ids)
+    card.domain = domain.card_facts(text.name) if domain is not None else {}
+    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain, rows)
+    elapsed = time.perf_counter() - started
+    return TrainResult(card, per_loss, chosen, skipped, new_emb.image_statuses, new_emb.encoded, elapsed)
+
+
+def train(
+    data: str | Path,
+    out: str | Path = defaults.MODEL_OUT,
+    *,
+    images: Path | None = None,
+    folds: int = defaults.FOLDS,
+    seed: int = defaults.SEED,
+    epochs: int = defaults.EPOCHS,
+    heads: int = defaults.HEADS,
+    loss: list[str] | None = None,
+    fine_tune: bool = False,
+    fine_tune_epochs: int = defaults.FINE_TUNE_EPOCHS,
+    pair_features: bool = True,
+    photos: Path | None = None,
+    text_encoder: str = defaults.TEXT_ENCODER,
+    image_encoder: str = defaults.IMAGE_ENCODER,
+    image_cache: Path | None = None,
+    offline: bool = False,
+    allow_private_urls: bool = False,
+    image_root: Path | None = None,
+    base: str | None = None,
+    new_weight: int = defaults.NEW_WEIGHT,
+    progress: Progress = lambda _msg: None,
+) -> TrainResult:
+    """``mmscore train`` as a function, every option a keyword with the CLI's name and default.
+
+    ``data``: labelled pairs, anything scoring reads. ``images``: a folder of ``<id>.<ext>`` files (uses the
+    ``id_*`` columns); otherwise ``image_*`` paths are read under ``image_root`` (default: where scoring would
+    read them). ``loss``: losses to compare by CV macro-F1 (default: focal). ``photos``: real photos unrelated
+    to the pairs, to teach the head that an attached photo is no evidence. ``base``: extend that model
+    directory (``default``: the shipped model): train on its kept training rows and ``data``'s together, each new
+    row repeated ``new_weight`` times; the base's encoders and pair features are used. Bad settings raise
+    :class:`~mmscore.errors.InputError` before any work.
+    """
+    from mmscore.images.fetcher import build_fetcher
+    from mmscore.io.pairs_reader import default_image_root
+
+    for folder, option in ((images, "--images"), (photos, "--photos"), (image_root, "--image-root")):
+        require_folder(folder, option)
+    sequence_length = TrainOptions.sequence_length
+    if base is not None:
+        _, card = base_model(base)
+        for kind, asked, default, kept in (
+            ("text", text_encoder, defaults.TEXT_ENCODER, card.text_encoder),
+            ("image", image_encoder, defaults.IMAGE_ENCODER, card.image_encoder),
+        ):
+            if asked not in (default, kept):
+                raise InputError(f"--{kind}-encoder {asked} differs from the base model's {kept}")
+        if fine_tune:
+            raise InputError("--fine-tune cannot extend a base model (its rows are frozen-encoder vectors)")
+        if new_weight < 1:
+            raise InputError("--new-weight must be at least 1")
+        text_encoder, image_encoder, sequence_length = card.text_encoder, card.image_encoder, card.sequence_length
+        pair_features = bool(card.pair_features)
+    try:
+        options = TrainOptions(
+            losses=tuple(loss) if loss else TrainOptions.losses,
+            sequence_length=sequence_length,
+            folds=folds,
+            seed=seed,
+            epochs=epochs,
+            heads=heads,
+            fine_tune=fine_tune,
+            fine_tune_epochs=fine_tune_epochs,
+            pair_features=LEXICAL_FEATURES if pair_features else "",
+            text_encoder=text_encoder,
+            image_encoder=image_encoder,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    root = image_root or images or default_image_root(data)
+    fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
+    try:
+        return train_model(
+            data, Path(out), fetcher, images, options, progress, photos=photos, base=base, new_weight=new_weight
+        )
+    except ValueError as exc:  # settings the recipe refuses (e.g. more folds than rows)
+        raise InputError(str(exc)) from exc
+    finally:
+        fetcher.close()
