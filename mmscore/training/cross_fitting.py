@@ -62,7 +62,10 @@ def cross_validate(
         oof[test_rows] = logits(model, scored, test_rows)
         for name, probed in plan.probes(emb, test_rows, PROBE_SEED + seed).items():
             probe_oof.setdefault(name, np.zeros_like(oof))[test_rows] = logits(model, probed, test_rows)
-    return _cross_fitted_metrics(oof, probe_oof, y, folds, layout.groups), oof
+    n = layout.rows_validated  # built pairs are trained on, never scored
+    groups = {name: mask[:n] for name, mask in layout.groups.items()}
+    probe_oof = {name: logits[:n] for name, logits in probe_oof.items()}
+    return _cross_fitted_metrics(oof[:n], probe_oof, y[:n], folds, groups), oof[:n]
 
 
 def cv_fold_ids(y: np.ndarray, options: TrainOptions) -> np.ndarray:
@@ -80,11 +83,16 @@ def cv_fold_ids(y: np.ndarray, options: TrainOptions) -> np.ndarray:
 @dataclass(frozen=True)
 class RowLayout:
     """Which fold each row is validated in, how many times it is repeated when trained on (a user's new rows
-    weigh more than the base model's many), and groups of rows whose metrics are reported apart."""
+    weigh more than the base model's many), and groups of rows whose metrics are reported apart.
+
+    ``validated``: only the first rows are ever validated; the rows after them (pairs built from the
+    training tweets, :mod:`mmscore.training.augmentation`) carry their source row's fold and are trained on
+    only while that fold is not the one validated."""
 
     fold_ids: np.ndarray
     repeat: np.ndarray | None = None
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # name -> boolean row mask
+    validated: int | None = None  # None: every row
 
     @classmethod
     def stratified(cls, y: np.ndarray, options: TrainOptions) -> RowLayout:
@@ -92,7 +100,15 @@ class RowLayout:
 
     def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
         everything = np.arange(len(self.fold_ids))
-        return [(everything[self.fold_ids != k], everything[self.fold_ids == k]) for k in np.unique(self.fold_ids)]
+        checked = everything < self.rows_validated
+        return [
+            (everything[self.fold_ids != k], everything[(self.fold_ids == k) & checked])
+            for k in np.unique(self.fold_ids)
+        ]
+
+    @property
+    def rows_validated(self) -> int:
+        return len(self.fold_ids) if self.validated is None else self.validated
 
     def training_rows(self, rows: np.ndarray) -> np.ndarray:
         return rows if self.repeat is None else np.repeat(rows, self.repeat[rows])

@@ -6,7 +6,8 @@ where a local server answers every image after 50 ms; ``dead*`` names never answ
 for a host whose name server is gone. Nothing leaves the machine.
 
 (A) 10,000 references to one dead host, in the pipeline's chunks of 512 references.
-(B) 1,000 references over 50 hosts, 10 of them dead, against the same run's 800 live references alone.
+(B) 1,000 references over 50 hosts, 10 of them dead, against the same run's 800 live references alone, at
+    4, 16, 32 and 64 workers.
 """
 
 from __future__ import annotations
@@ -55,16 +56,16 @@ def _png() -> bytes:
 DNS_TIMEOUT = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0  # seconds; mmscore's default
 
 
-def prepare_all(urls: list[str], tmp: Path) -> tuple[float, dict]:
+def prepare_all(urls: list[str], tmp: Path, workers: int = WORKERS) -> tuple[float, dict]:
     """Seconds for the pipeline's chunk preparation of ``urls`` with a fresh fetcher, and the status counts."""
     fetcher = ImageFetcher(
         ImageCache(tmp / f"cache-{time.monotonic_ns()}"),
         UrlPolicy(allowed_networks=["127.0.0.1/32"], resolve_timeout=DNS_TIMEOUT),
-        pool_size=WORKERS,
+        pool_size=workers,
     )
     counts: dict[str, int] = {}
     started = time.perf_counter()
-    with ThreadPoolExecutor(WORKERS) as pool:
+    with ThreadPoolExecutor(workers) as pool:
         for lo in range(0, len(urls), CHUNK):
             part = urls[lo : lo + CHUNK]
             table = pa.table({"text_1": ["a"] * len(part), "text_2": ["b"] * len(part), "image_1": part})
@@ -87,16 +88,18 @@ def main() -> None:
         hosts = [f"live{h:02d}" for h in range(40)] + [f"dead{h:02d}" for h in range(10)]
         mixed = [f"http://{hosts[h]}.bench.test:{port}/{i}.png" for i, h in enumerate(rng.integers(0, 50, 1000))]
         live = [u for u in mixed if "//live" in u]
-        live_seconds, live_counts = prepare_all(live, tmp)
-        mixed_seconds, mixed_counts = prepare_all(mixed, tmp)
-        bound = WORKERS / LATENCY
-        live_rate, mixed_rate = len(live) / live_seconds, len(live) / mixed_seconds
-        share = live_rate / bound
-        print(f"(B) {len(live)} live references alone: {live_rate:.0f}/s ({share:.2f} of the bound {bound:.0f}/s)")
-        print(
-            f"    the same among {len(mixed) - len(live)} references to 10 dead hosts: {mixed_rate:.0f} live/s "
-            f"({mixed_rate / live_rate:.2f} of live alone) in {mixed_seconds:.1f} s  {mixed_counts}"
-        )
+        print(f"(B) {len(live)} live references alone, and among {len(mixed) - len(live)} to 10 dead hosts (40 live)")
+        columns = ("workers", 8), ("bound/s", 8), ("live alone/s", 13), ("of bound", 9), ("among dead/s", 13)
+        print(" ".join(f"{name:>{width}}" for name, width in (*columns, ("ratio", 6), ("+s", 6))))
+        for workers in (4, 16, 32, 64):
+            live_seconds, _ = prepare_all(live, tmp, workers)
+            mixed_seconds, mixed_counts = prepare_all(mixed, tmp, workers)
+            bound = workers / LATENCY
+            live_rate, mixed_rate = len(live) / live_seconds, len(live) / mixed_seconds
+            print(
+                f"{workers:>8} {bound:>8.0f} {live_rate:>13.0f} {live_rate / bound:>9.2f} {mixed_rate:>13.0f} "
+                f"{mixed_rate / live_rate:>6.2f} {mixed_seconds - live_seconds:>6.1f}  {mixed_counts}"
+            )
     server.shutdown()
     sys.stdout.flush()
     os._exit(0)  # hung lookups are still sleeping in their threads: do not wait for them
