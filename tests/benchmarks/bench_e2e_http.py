@@ -13,43 +13,14 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fetch import LATENCY  # noqa: E402
+from bench_fetch import LATENCY, start_server  # noqa: E402
 from bench_score import photo_files, real_or_synthetic_texts  # noqa: E402
-
-
-def serve_folder(folder: Path, latency: float = LATENCY) -> ThreadingHTTPServer:
-    """A loopback server answering ``GET /<anything>/<name>`` with ``folder/<name>`` after ``latency`` s."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            time.sleep(latency)
-            body = (folder / self.path.rsplit("/", 1)[-1]).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 256
-        daemon_threads = True
-
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def rate(predictor, frame: pd.DataFrame, root: Path, tag: str, image_root: Path | None, workers: int) -> float:
@@ -89,7 +60,7 @@ def main(rows: int = 256, workers: int = 16) -> None:
         name = f"{i}_{photos[(7 * i + 3) % len(photos)]}"
         shutil.copyfile(photo_root / name.split("_", 1)[1], local / name)
         names.append(name)
-    server = serve_folder(local)
+    server = start_server(folder=local)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     texts = {"text_1": text_1, "text_2": text_2}
     inputs = {

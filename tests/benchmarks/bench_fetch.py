@@ -36,10 +36,14 @@ def _jpeg() -> bytes:
 
 
 def start_server(
-    body: bytes | None = None, content_type: str = "image/jpeg", latency: float = LATENCY, served: list | None = None
+    body: bytes | None = None,
+    content_type: str = "image/jpeg",
+    latency: float = LATENCY,
+    served: list | None = None,
+    folder: Path | None = None,
 ) -> ThreadingHTTPServer:
-    """A local server answering every GET with ``body`` (default: a 71 KB JPEG) after ``latency`` seconds;
-    ``served`` collects the time each answer was sent."""
+    """A local server answering every GET with ``body`` (default: a 71 KB JPEG) after ``latency`` seconds, or
+    with the file of ``folder`` named by the path's last part; ``served`` collects the time each answer was sent."""
     body = body or _jpeg()
 
     class Handler(BaseHTTPRequestHandler):
@@ -50,11 +54,12 @@ def start_server(
 
         def do_GET(self):
             time.sleep(latency)
+            payload = body if folder is None else (folder / self.path.rsplit("/", 1)[-1]).read_bytes()
             self.send_response(200)
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(payload)
             if served is not None:
                 served.append(time.perf_counter())
 

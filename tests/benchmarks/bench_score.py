@@ -10,12 +10,16 @@ posts (``../shared/data/images/mediaeval2016``, or drawn photos when absent). Tw
              MobileNetV2 with BatchNorm folded into its convolutions;
 - baseline : file-order batches, float32, unfolded MobileNetV2 (the configuration before these changes).
 
+``MMSCORE_BENCH_NO_BF16=1`` makes ``--precision auto`` answer as on a CPU without native bf16 (float32), to
+measure there what such a CPU runs (its arithmetic still differs: this one keeps AVX-512).
+
 For each: end-to-end ``score_pairs`` pairs/s, the model step alone on the same prepared chunks (no fetching,
 decoding or tokenising), the ratios, and the share of rows whose label differs between the two.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -103,8 +107,12 @@ def measure(predictor, data: Path, root: Path, image_root: Path, fast: bool, tag
 
 
 def main(rows: int = 384) -> None:
+    from mmscore import precision
     from mmscore.model.predictor import Predictor
     from mmscore.precision import resolve_precision
+
+    if os.environ.get("MMSCORE_BENCH_NO_BF16"):
+        precision.hardware_bf16 = lambda: False
 
     root = Path(tempfile.mkdtemp())
     text_1, text_2, texts_from = real_or_synthetic_texts(rows)
