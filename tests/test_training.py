@@ -329,3 +329,24 @@ def test_seed_heads_are_averaged_into_one_saved_model(tmp_path):
     assert len({float(np.abs(e).sum()) for e in each}) == 3  # three different heads, not one copied
     with pytest.raises(ValueError, match="heads must be at least 1"):
         TrainOptions(heads=0)
+
+
+def test_rows_after_the_validated_ones_train_only_outside_their_source_fold_and_are_never_scored():
+    """Pairs built from training rows (a study's augmentation) carry their source row's fold: a fold's head
+    never trains on pairs built from the rows it is validated on, and no built pair is ever validated."""
+    from mmscore.training import RowLayout, cross_validate
+
+    emb, y = _synthetic(n=120, seed=4)
+    folds = np.arange(120) % 3
+    source = np.arange(0, 120, 4)  # 30 built rows, copies of these with the label flipped
+    built = PairEmbeddings.concatenate([emb, PairEmbeddings(*(a[source] for a in (emb.text_1, emb.text_2,
+                                        emb.image_1, emb.image_2, emb.image_mask)))])  # fmt: skip
+    labels = np.concatenate([y, (y[source] + 1) % 3])
+    layout = RowLayout(np.concatenate([folds, folds[source]]), validated=120)
+    for k, (train_rows, test_rows) in enumerate(layout.folds()):
+        assert set(test_rows) == set(np.flatnonzero(folds == k))
+        built_trained = train_rows[train_rows >= 120] - 120
+        assert set(built_trained) == set(np.flatnonzero(folds[source] != k))
+    metrics, oof = cross_validate(built, labels, "cross_entropy", TrainOptions(folds=3, epochs=5), layout=layout)
+    assert oof.shape == (120, 3)
+    assert sum(fold["rows"] for fold in metrics["per_fold"]) == 120

@@ -1,4 +1,4 @@
-"""Pairs built from the training tweets (``mmscore.training.augmentation``), measured kind by kind over seeds.
+"""Pairs built from the training tweets (``train/tweet_edits.py``), measured kind by kind over seeds.
 
     .venv/bin/python train/augment_study.py RECIPE[,RECIPE...] [SEEDS] [PER_KIND] [HEADS]
     e.g.  train/augment_study.py none,number,negation,antonym,rewrite,unrelated 5 150 1
@@ -34,7 +34,7 @@ def main(recipes: str = "none", seeds: str = "5", per_kind: str = "150", heads: 
         head_logits,
         tune_offsets,
     )
-    from mmscore.training.augmentation import augmented_pairs
+    from tweet_edits import augmented_pairs
 
     data = study_data()
     df, y = data.df, data.y

@@ -86,7 +86,7 @@ class RowLayout:
     weigh more than the base model's many), and groups of rows whose metrics are reported apart.
 
     ``validated``: only the first rows are ever validated; the rows after them (pairs built from the
-    training tweets, :mod:`mmscore.training.augmentation`) carry their source row's fold and are trained on
+    training tweets: ``train/tweet_edits.py``) carry their source row's fold and are trained on
     only while that fold is not the one validated."""
 
     fold_ids: np.ndarray

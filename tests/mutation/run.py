@@ -192,6 +192,8 @@ MUTANTS = [
     m("CLI default drifts from the library", "mmscore/cli.py", "tests/test_architecture.py::test_every_score_and_train_option_is_a_library_parameter_with_the_same_default",
       ('help="Pairs per model batch.")] = defaults.BATCH_SIZE,', 'help="Pairs per model batch.")] = 64,')),
     # the model recipe (issue 29): seed heads, lexical-v2
+    m("built pairs validated", "mmscore/training/cross_fitting.py", "tests/test_training.py::test_rows_after_the_validated_ones_train_only_outside_their_source_fold_and_are_never_scored",
+      ("checked = everything < self.rows_validated", "checked = everything >= 0")),
     m("seed heads not averaged", "mmscore/model/entailment_head.py", "tests/test_training.py::test_seed_heads_are_averaged_into_one_saved_model",
       ("    if len(heads) == 1:\n        return heads[0]\n", "    return heads[0]\n")),
     m("negation counted when both texts negate", "mmscore/model/pair_features.py", "tests/test_training.py::test_lexical_v2_sees_negation_antonyms_and_reordered_numbers",
