@@ -53,9 +53,13 @@ def save_model(out_dir: Path, head, card: ModelCard, tuned_text_encoder=None, do
         raise OutputError(f"cannot write the model to {out_dir}: {exc.strerror or first_line(exc)}") from exc
 
 
-def model_card(text, image, options, data_hash: str, emb, plan: PhotoPlan, chosen, per_loss, oof, y, tuned):
-    """The card of a model trained with ``chosen``: offsets and temperature fitted on its out-of-fold logits."""
-    offsets = tune_offsets(oof, y)
+def model_card(
+    text, image, options, data_hash: str, emb, plan: PhotoPlan, chosen, per_loss, oof, y, tuned, calibrated=None
+):
+    """The card of a model trained with ``chosen``: offsets and temperature fitted on its out-of-fold logits
+    (of the ``calibrated`` rows only, when given)."""
+    rows = slice(None) if calibrated is None else calibrated
+    offsets = tune_offsets(oof[rows], y[rows])
     return ModelCard(
         text_encoder=text.name,
         image_encoder=image.name,
@@ -63,7 +67,7 @@ def model_card(text, image, options, data_hash: str, emb, plan: PhotoPlan, chose
         sequence_length=options.sequence_length,
         image_size=image.image_size,
         decision_offsets=[float(x) for x in offsets],
-        temperature=fit_temperature(oof + offsets, y),
+        temperature=fit_temperature(oof[rows] + offsets, y[rows]),
         loss=chosen,
         training_data_sha256=data_hash,
         training_rows=len(y),

@@ -65,7 +65,8 @@ def cross_validate(
     n = layout.rows_validated  # built pairs are trained on, never scored
     groups = {name: mask[:n] for name, mask in layout.groups.items()}
     probe_oof = {name: logits[:n] for name, logits in probe_oof.items()}
-    return _cross_fitted_metrics(oof[:n], probe_oof, y[:n], folds, groups), oof[:n]
+    calibrated = None if layout.calibrated is None else layout.calibrated[:n]
+    return _cross_fitted_metrics(oof[:n], probe_oof, y[:n], folds, groups, calibrated), oof[:n]
 
 
 def cv_fold_ids(y: np.ndarray, options: TrainOptions) -> np.ndarray:
@@ -93,6 +94,9 @@ class RowLayout:
     repeat: np.ndarray | None = None
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # name -> boolean row mask
     validated: int | None = None  # None: every row
+    # Rows the decision offsets and temperature are fitted on (None: every validated row). Extending a model,
+    # the base rows: a few hundred new rows of another kind must not move the thresholds the base rows need.
+    calibrated: np.ndarray | None = None
 
     @classmethod
     def stratified(cls, y: np.ndarray, options: TrainOptions) -> RowLayout:
@@ -124,14 +128,17 @@ def spread_over_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return ids
 
 
-def _cross_fitted_metrics(oof: np.ndarray, probe_oof: dict, y: np.ndarray, folds: list, groups=None) -> dict:
-    """Metrics of out-of-fold logits where each fold's offsets and temperature come only from the other folds."""
+def _cross_fitted_metrics(
+    oof: np.ndarray, probe_oof: dict, y: np.ndarray, folds: list, groups=None, calibrated=None
+) -> dict:
+    """Metrics of out-of-fold logits where each fold's offsets and temperature come only from the other folds
+    (of those, only the ``calibrated`` rows when given)."""
     pred = np.zeros(len(y), np.int64)
     before, after = np.zeros(oof.shape), np.zeros(oof.shape)
     probe_pred = {name: np.zeros(len(y), np.int64) for name in probe_oof}
     per_fold = []
     for k, (_train_rows, test_rows) in enumerate(folds):
-        others = np.setdiff1d(np.arange(len(y)), test_rows)
+        others = np.setdiff1d(np.arange(len(y)) if calibrated is None else np.flatnonzero(calibrated), test_rows)
         offsets = tune_offsets(oof[others], y[others])
         temperature = fit_temperature(oof[others] + offsets, y[others])
         shifted = oof[test_rows] + offsets

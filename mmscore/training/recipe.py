@@ -94,7 +94,7 @@ def _extended(rows: TrainingRows, emb: PairEmbeddings, y, forms, options: TrainO
     fold_ids = np.concatenate([rows.folds, spread_over_folds(y, folds, options.seed)])
     repeat = np.concatenate([np.ones(n_base, np.int64), np.full(n_new, new_weight, np.int64)])
     is_new = np.arange(n_base + n_new) >= n_base
-    layout = RowLayout(fold_ids, repeat, {"base rows": ~is_new, "new rows": is_new})
+    layout = RowLayout(fold_ids, repeat, {"base rows": ~is_new, "new rows": is_new}, calibrated=~is_new)
     forms = tuple(np.concatenate([old, new]) for old, new in zip((rows.form_1, rows.form_2), forms, strict=True))
     return combined, np.concatenate([rows.labels, y]), forms, layout
 
@@ -157,7 +157,8 @@ def train_model(
         lineage = {"base_model": base_card.model_id(), "base_dir": str(base_dir), "new_data_sha256": data_hash}
         lineage.update(base_rows=len(base_rows), new_rows=len(df), new_weight=new_weight)
         data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
-    card = model_card(text, image, options, data_hash, emb, plan, chosen, per_loss, oofs[chosen], y, tuner is not None)
+    facts = (chosen, per_loss, oofs[chosen], y, tuner is not None, layout.calibrated)
+    card = model_card(text, image, options, data_hash, emb, plan, *facts)
     card.base = lineage if base_card else {}
     # a fine-tuned encoder places texts elsewhere than the frozen vectors the reference and rows are made of
     domain, rows = None, None
