@@ -73,6 +73,28 @@ def test_each_folds_offsets_and_temperature_come_only_from_the_other_folds():
     assert moved[1]["temperature"] != pytest.approx(base[1]["temperature"], rel=1e-3)
 
 
+def test_offsets_and_temperature_come_only_from_the_calibrated_rows():
+    """Extending a model calibrates on the base rows alone: relabelling the other rows moves nothing."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from mmscore.training.cross_fitting import _cross_fitted_metrics
+
+    logits, y = _overconfident(n=600, seed=5)
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(y, y))
+    calibrated = np.arange(600) < 450
+    relabelled = y.copy()
+    relabelled[~calibrated] = (y[~calibrated] + 1) % 3
+    base = _cross_fitted_metrics(logits.astype(np.float32), {}, y, folds, calibrated=calibrated)["per_fold"]
+    moved = _cross_fitted_metrics(logits.astype(np.float32), {}, relabelled, folds, calibrated=calibrated)["per_fold"]
+    unguarded = _cross_fitted_metrics(logits.astype(np.float32), {}, relabelled, folds)["per_fold"]
+    for k in range(3):
+        assert moved[k]["offsets"] == base[k]["offsets"]
+        assert moved[k]["temperature"] == pytest.approx(base[k]["temperature"])
+    assert any(
+        u["temperature"] != pytest.approx(b["temperature"], rel=1e-3) for u, b in zip(unguarded, base, strict=True)
+    )
+
+
 def _model_with(model_dir, tmp_path, **card_fields):
     """A copy of the test model directory whose card carries ``card_fields``."""
     import shutil

@@ -194,6 +194,8 @@ MUTANTS = [
     # the model recipe (issue 29): seed heads, lexical-v2
     m("built pairs validated", "mmscore/training/cross_fitting.py", "tests/test_training.py::test_rows_after_the_validated_ones_train_only_outside_their_source_fold_and_are_never_scored",
       ("checked = everything < self.rows_validated", "checked = everything >= 0")),
+    m("extension calibrated on the new rows too", "mmscore/training/cross_fitting.py", "tests/test_calibration.py::test_offsets_and_temperature_come_only_from_the_calibrated_rows",
+      ("np.arange(len(y)) if calibrated is None else np.flatnonzero(calibrated)", "np.arange(len(y))")),
     m("seed heads not averaged", "mmscore/model/entailment_head.py", "tests/test_training.py::test_seed_heads_are_averaged_into_one_saved_model",
       ("    if len(heads) == 1:\n        return heads[0]\n", "    return heads[0]\n")),
     m("negation counted when both texts negate", "mmscore/model/pair_features.py", "tests/test_training.py::test_lexical_v2_sees_negation_antonyms_and_reordered_numbers",
