@@ -55,7 +55,7 @@ MUTANTS = [
     m("text_1 scored in text_2's place", "mmscore/scoring/chunks.py", ALIGN,
       ("preprocessor.tokens(*as_text)", "preprocessor.tokens(as_text[0], as_text[0])")),
     m("offsets tuned with the fold's own rows", "mmscore/training/cross_fitting.py", CAL,
-      ("others = np.setdiff1d(np.arange(len(y)), test_rows)", "others = np.arange(len(y))")),
+      ("np.flatnonzero(calibrated), test_rows)", "np.flatnonzero(calibrated), [])")),
     # the reference example's bug classes
     m("image_1 scored twice", "mmscore/model/predictor.py", ALIGN,
       ("images = tf.concat([image_1, image_2], 0)", "images = tf.concat([image_1, image_1], 0)")),
