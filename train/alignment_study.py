@@ -18,7 +18,7 @@ import sys
 import time
 
 import numpy as np
-from study_data import print_summary, seed_figures, study_data
+from study_data import one_seed, print_summary, study_data
 
 
 def token_vectors(encoder, texts: list[str], batch: int = 64) -> list[np.ndarray]:
@@ -52,7 +52,7 @@ def alignment_features(tokens_1: list[np.ndarray], tokens_2: list[np.ndarray]) -
 
 def main(seeds: str = "5", heads: str = "1") -> None:
     from mmscore.labels import LABEL_INDEX
-    from mmscore.training import TrainOptions, cross_validate, fit_final, head_logits, tune_offsets
+    from mmscore.training import TrainOptions
 
     data = study_data()
     df, book, y = data.df, data.book, data.y
@@ -76,10 +76,7 @@ def main(seeds: str = "5", heads: str = "1") -> None:
         for seed in range(int(seeds)):
             tic = time.perf_counter()
             options = TrainOptions(seed=seed, heads=int(heads))
-            metrics, oof = cross_validate(data.emb, y, "focal", options, None, data.plan)
-            head = fit_final(data.emb, y, "focal", options, None, data.plan, lambda _m: None)
-            book_pred = (head_logits(head, data.book_emb) + tune_offsets(oof, y)).argmax(1)
-            row = {"seed": seed, **seed_figures(metrics, book_pred, data.book_y)}
+            row = {"seed": seed, **one_seed(data, data.emb, y, options)}
             rows.append({**row, "seconds": round(time.perf_counter() - tic)})
             print(json.dumps({"recipe": recipe, **rows[-1]}), flush=True)
         print_summary(recipe, rows)

@@ -19,22 +19,19 @@ import sys
 import time
 
 import numpy as np
-from study_data import print_summary, seed_figures, study_data
+from study_data import one_seed, print_summary, study_data
 
 
 def main(recipes: str = "none", seeds: str = "5", per_kind: str = "150", heads: str = "1") -> None:
+    from tweet_edits import augmented_pairs
+
     from mmscore.labels import LABEL_INDEX
     from mmscore.training import (
         PairEmbeddings,
         RowLayout,
         TrainOptions,
-        cross_validate,
         cv_fold_ids,
-        fit_final,
-        head_logits,
-        tune_offsets,
     )
-    from tweet_edits import augmented_pairs
 
     data = study_data()
     df, y = data.df, data.y
@@ -52,10 +49,7 @@ def main(recipes: str = "none", seeds: str = "5", per_kind: str = "150", heads: 
                 layout = RowLayout(np.concatenate([folds, folds[built["source"].to_numpy()]]), validated=len(y))
             else:
                 both, labels, layout = data.emb, y, RowLayout(folds)
-            metrics, oof = cross_validate(both, labels, "focal", options, None, data.plan, layout)
-            head = fit_final(both, labels, "focal", options, None, data.plan, lambda _m: None, layout)
-            book_pred = (head_logits(head, data.book_emb) + tune_offsets(oof, y)).argmax(1)
-            row = {"seed": seed, "built": len(built), **seed_figures(metrics, book_pred, data.book_y)}
+            row = {"seed": seed, "built": len(built), **one_seed(data, both, labels, options, layout)}
             rows.append({**row, "seconds": round(time.perf_counter() - started)})
             print(json.dumps({"recipe": recipe, **rows[-1]}), flush=True)
         print_summary(recipe, rows)

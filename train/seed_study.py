@@ -16,12 +16,12 @@ import json
 import sys
 import time
 
-from study_data import print_summary, seed_figures, study_data
+from study_data import one_seed, print_summary, study_data
 
 
 def main(recipes: str = "lexical-v1:1", seeds: str = "5") -> None:
     from mmscore.model.preprocessor import PairPreprocessor
-    from mmscore.training import TrainOptions, cross_validate, fit_final, head_logits, tune_offsets
+    from mmscore.training import TrainOptions
 
     data = study_data()
     df, book, y = data.df, data.book, data.y
@@ -34,10 +34,7 @@ def main(recipes: str = "lexical-v1:1", seeds: str = "5") -> None:
         for seed in range(int(seeds)):
             started = time.perf_counter()
             options = TrainOptions(seed=seed, heads=int(heads), pair_features=features)
-            metrics, oof = cross_validate(data.emb, y, "focal", options, None, data.plan)
-            head = fit_final(data.emb, y, "focal", options, None, data.plan, lambda _m: None)
-            book_pred = (head_logits(head, data.book_emb) + tune_offsets(oof, y)).argmax(1)
-            row = {"seed": seed, **seed_figures(metrics, book_pred, data.book_y)}
+            row = {"seed": seed, **one_seed(data, data.emb, y, options)}
             rows.append({**row, "seconds": round(time.perf_counter() - started)})
             print(json.dumps({"recipe": recipe, **rows[-1]}), flush=True)
         print_summary(recipe, rows)

@@ -58,6 +58,17 @@ def study_data(lexical: str = "lexical-v1") -> StudyData:
     return data
 
 
+def one_seed(data: StudyData, emb, y: np.ndarray, options, layout=None) -> dict:
+    """Cross-validate the focal recipe on ``emb`` / ``y`` (the real pairs first; ``layout`` for rows after them),
+    fit it on every row, and return :func:`seed_figures` (the textbook pairs scored by the fitted model)."""
+    from mmscore.training import cross_validate, fit_final, head_logits, tune_offsets
+
+    metrics, oof = cross_validate(emb, y, "focal", options, None, data.plan, layout)
+    head = fit_final(emb, y, "focal", options, None, data.plan, lambda _m: None, layout)
+    book_pred = (head_logits(head, data.book_emb) + tune_offsets(oof, data.y)).argmax(1)
+    return seed_figures(metrics, book_pred, data.book_y)
+
+
 def seed_figures(metrics: dict, book_pred: np.ndarray, book_y: np.ndarray) -> dict:
     """One seed's figures: CV macro-F1, per-class F1, ECE after calibration, worst and mean photo flip rate
     of the folds, and the textbook accuracy (overall and per label)."""
