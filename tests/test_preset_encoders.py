@@ -232,3 +232,25 @@ def test_missing_encoder_in_a_card_is_one_line(model_dir, tmp_path):
     (moved / "model_card.json").write_text(json.dumps(card))
     with pytest.raises(EncoderUnavailable, match="image encoder '.*gone': no such preset folder"):
         _ = Predictor.load(moved).image_encoder
+
+
+def test_a_model_on_preset_encoders_is_extended_with_its_own_encoders(presets, real_rows, tmp_path):
+    """`train --base` on a preset-encoder model embeds the new rows with the base's presets (from its card), keeps
+    the lineage, scores with those presets, and refuses another image encoder in one line."""
+    import mmscore
+    from mmscore.training import train
+
+    base = tmp_path / "base"
+    _train(real_rows, base, presets["bert"], presets["resnet"], tmp_path / "emb", None)
+    new = tmp_path / "new.csv"
+    pd.read_csv(SAMPLE / "plain_pairs.csv", dtype=str).head(12).to_csv(new, index=False)
+    out = tmp_path / "extended"
+    result = train(new, out, base=str(base), epochs=4, heads=1, offline=True)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["text_encoder"] == presets["bert"] and card["image_encoder"] == presets["resnet"]
+    assert card["base"]["base_dir"] == str(base) and card["base"]["new_rows"] == 12
+    assert set(result.per_loss[result.chosen_loss]["groups"]) == {"base rows", "new rows"}
+    scored = mmscore.Scorer(out, precision="float32").score_frame(pd.read_csv(new, dtype=str))
+    assert np.allclose(scored[list(PROB_COLUMNS)].sum(axis=1), 1, atol=1e-5)
+    with pytest.raises(mmscore.errors.InputError, match="differs from the base model's"):
+        train(new, tmp_path / "refused", base=str(base), image_encoder=presets["vgg"], offline=True)

@@ -143,9 +143,10 @@ def train_model(
     if options.pair_features:
         emb.pair_features = PairPreprocessor(options.pair_features).pair_features(df["text_1"], df["text_2"])
     forms = (text_form(list(df["text_1"])), text_form(list(df["text_2"])))
-    layout = RowLayout.stratified(y, options)
-    if base_rows is not None:
+    if base_rows is not None:  # new rows are dealt over the base's folds: a few per label are enough
         emb, y, forms, layout = _extended(base_rows, emb, y, forms, options, new_weight)
+    else:
+        layout = RowLayout.stratified(y, options)
     plan = photo_plan(emb, photos, image, cache_root, progress)
     tuner = None
     if options.fine_tune:  # a private copy of the encoder: the shared one keeps its pretrained weights
