@@ -158,8 +158,10 @@ def train_model(
         lineage = {"base_model": base_card.model_id(), "base_dir": str(base_dir), "new_data_sha256": data_hash}
         lineage.update(base_rows=len(base_rows), new_rows=len(df), new_weight=new_weight)
         data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
-    facts = (chosen, per_loss, oofs[chosen], y, tuner is not None, layout.calibrated)
-    card = model_card(text, image, options, data_hash, emb, plan, *facts)
+    card = model_card(
+        text, image, options, data_hash, emb, plan, chosen, per_loss, oofs[chosen], y, tuner is not None,
+        calibrated=layout.calibrated,
+    )  # fmt: skip
     card.base = lineage if base_card else {}
     # a fine-tuned encoder places texts elsewhere than the frozen vectors the reference and rows are made of
     domain, rows = None, None
