@@ -304,6 +304,15 @@ def train(
     new_weight: Annotated[
         int, typer.Option(min=1, help="With --base: times each new labelled row is repeated in training.")
     ] = defaults.NEW_WEIGHT,
+    out_of_domain_pairs: Annotated[
+        str | None,
+        typer.Option(
+            "--out-of-domain-pairs",
+            help="Labelled pairs unlike DATA (e.g. plain-language sentences; the shipped model used "
+            "sample_data/plain_pairs.csv) for the second head: rows the in-domain reference rejects are labelled by "
+            "it, from the texts alone. With --base, the base's second head is refitted with DATA's rows too.",
+        ),
+    ] = None,
 ) -> None:
     """Train the entailment head on frozen encoders: cached embeddings, k-fold CV, loss chosen by macro-F1.
 
@@ -335,6 +344,7 @@ def train(
             image_root=image_root,
             base=base,
             new_weight=new_weight,
+            out_of_domain_pairs=out_of_domain_pairs,
             progress=lambda message: status.update(message),
         )
     render.print_training(console, result, folds)

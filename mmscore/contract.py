@@ -13,6 +13,8 @@ IMAGE_STATUS_COLUMNS = ("image_1_status", "image_2_status")
 TEXT_STATUS = "text_status"
 STATUS_COLUMNS = (*IMAGE_STATUS_COLUMNS, TEXT_STATUS)
 DOMAIN_SCORE, IN_DOMAIN = "in_domain_score", "in_domain"  # see mmscore.model.domain; null without a reference
+LABELLED_BY = "labelled_by"  # which head gave pred_label (see mmscore.model.out_of_domain)
+MAIN_HEAD, SECOND_HEAD = "main_head", "second_head"
 
 OUTPUT_FIELDS = (
     pa.field(PRED_LABEL, pa.string()),
@@ -20,6 +22,7 @@ OUTPUT_FIELDS = (
     *(pa.field(name, pa.string()) for name in STATUS_COLUMNS),
     pa.field(DOMAIN_SCORE, pa.float32()),
     pa.field(IN_DOMAIN, pa.bool_()),
+    pa.field(LABELLED_BY, pa.string()),
 )
 OUTPUT_COLUMNS = tuple(f.name for f in OUTPUT_FIELDS)
 OUTPUT_TYPES = {f.name: f.type for f in OUTPUT_FIELDS}

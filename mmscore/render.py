@@ -63,6 +63,8 @@ def print_score_summary(console: Console, summary, output: str) -> None:
     )
     if summary.domain.get("out_of_domain") or summary.domain.get("in_domain"):
         line += f"; out of domain {summary.domain.get('out_of_domain', 0)}"
+        if summary.domain.get("second_head"):  # mmscore.contract.SECOND_HEAD (kept out: pyarrow is slow to import)
+            line += f" ({summary.domain['second_head']} labelled by the second head)"
     flagged = {k: v for k, v in summary.text_statuses.items() if k != "ok"}
     if flagged:
         line += "; rows flagged in text_status: " + ", ".join(f"{k} {v}" for k, v in sorted(flagged.items()))
@@ -175,9 +177,11 @@ def print_report(console: Console, result) -> None:
     )
     if result.domain and result.domain.warns:
         console.print(
-            f"[bold yellow]warning:[/] {100 * result.domain.out_share:.0f}% of rows are out of domain: this model was "
-            "trained on other kinds of pairs, so its labels and confidence say little about them. Train on your "
-            "own labels: mmscore train LABELLED.csv --out MODEL, then mmscore score ... --model MODEL",
+            f"[bold yellow]warning:[/] {100 * result.domain.out_share:.0f}% of rows are out of domain: the model's "
+            f"main head was trained on other kinds of pairs. {result.domain.second_head} of them were labelled by "
+            "its second head (fitted on a few hundred plain sentence pairs at most; texts only); on the rest the "
+            "labels and confidence say little. To adapt the model, label a few dozen of your pairs and extend it: "
+            "mmscore train LABELLED.csv --base default --out MODEL, then mmscore score ... --model MODEL",
             highlight=False,
         )
     table = Table(title="predicted labels and confidence (max probability)")
@@ -229,6 +233,8 @@ def domain_table(domain) -> Table:
     facts = domain.to_json()
     known = max(facts["in_domain"]["rows"] + facts["out_of_domain"]["rows"], 1)
     title = f"in the model's domain? ({100 * facts['out_of_domain_share']:.1f}% of rows out of domain)"
+    if facts["labelled_by_second_head"]:
+        title += f"; {facts['labelled_by_second_head']} out-of-domain rows labelled by the second head"
     if facts["unknown_rows"]:
         title += f"; {facts['unknown_rows']} rows without a score (model has no in-domain reference)"
     table = Table(title=title)

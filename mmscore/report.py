@@ -17,7 +17,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmscore import defaults
-from mmscore.contract import DOMAIN_SCORE, IMAGE_STATUS_COLUMNS, IN_DOMAIN, PRED_LABEL, TEXT_STATUS
+from mmscore.contract import (
+    DOMAIN_SCORE,
+    IMAGE_STATUS_COLUMNS,
+    IN_DOMAIN,
+    LABELLED_BY,
+    PRED_LABEL,
+    SECOND_HEAD,
+    TEXT_STATUS,
+)
 from mmscore.errors import InputError, OutputError, first_line
 from mmscore.io.scored_writer import read_run_facts, scored_parts
 from mmscore.io.storage import Storage
@@ -37,8 +45,10 @@ class DomainTally:
     labels: dict[str, Counter] = field(default_factory=lambda: {"in": Counter(), "out": Counter()})
     confidence_sum: dict[str, float] = field(default_factory=lambda: {"in": 0.0, "out": 0.0})
     unknown: int = 0
+    second_head: int = 0  # rows the model's second head labelled (files scored before it: 0)
 
-    def add(self, flags: list, pred: np.ndarray, top: np.ndarray) -> None:
+    def add(self, flags: list, pred: np.ndarray, top: np.ndarray, labelled_by: list | None = None) -> None:
+        self.second_head += (labelled_by or []).count(SECOND_HEAD)
         for side, wanted in (("in", True), ("out", False)):
             chosen = np.array([f is wanted for f in flags], bool)
             self.labels[side].update(pred[chosen].tolist())
@@ -70,6 +80,7 @@ class DomainTally:
             "in_domain": sides["in"],
             "out_of_domain": sides["out"],
             "unknown_rows": self.unknown,
+            "labelled_by_second_head": self.second_head,
             "out_of_domain_share": self.out_share,
             "warning": self.warns,
         }
@@ -158,7 +169,8 @@ def build_report(
     texts = [TEXT_STATUS] if TEXT_STATUS in names else []
     report.image_statuses = {c: Counter() for c in statuses}
     report.domain = DomainTally() if IN_DOMAIN in names else None
-    columns = [*NEEDED, *statuses, *texts, *([IN_DOMAIN] if report.domain else []), *([gold] if has_gold else [])]
+    domain = [c for c in (IN_DOMAIN, LABELLED_BY) if c in names]
+    columns = [*NEEDED, *statuses, *texts, *domain, *([gold] if has_gold else [])]
     confidences: dict[str, list[np.ndarray]] = {k: [] for k in LABELS}
     gold_codes, pred_codes = [], []
     for batch in _batches(parts, columns, chunk_rows):
@@ -181,7 +193,8 @@ def build_report(
         if texts:
             report.text_statuses.update(batch.column(TEXT_STATUS).to_pylist())
         if report.domain:
-            report.domain.add(batch.column(IN_DOMAIN).to_pylist(), pred, top)
+            by = batch.column(LABELLED_BY).to_pylist() if LABELLED_BY in names else None
+            report.domain.add(batch.column(IN_DOMAIN).to_pylist(), pred, top, by)
         if has_gold:
             g = ["" if v is None else str(v) for v in batch.column(gold).to_pylist()]
             known = np.array([v in LABEL_INDEX for v in g])

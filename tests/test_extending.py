@@ -47,9 +47,11 @@ def test_a_trained_model_keeps_its_rows_as_vectors_not_texts(base):
 
 def test_new_labels_extend_the_base_and_the_new_rows_are_learned(base, tmp_path):
     """Plain-language pairs the base has never seen: after extending, the model gets the rows it was given
-    right far more often than the base, CV reports both groups apart, and the card records the lineage."""
+    right far more often than the base; the rows out of the base's domain went to the second head, and the card
+    records the lineage."""
     import mmscore
     from mmscore.model.card import ModelCard
+    from mmscore.model.out_of_domain import load_out_of_domain
     from mmscore.model.training_rows import load_training_rows
     from mmscore.training import train
 
@@ -57,20 +59,69 @@ def test_new_labels_extend_the_base_and_the_new_rows_are_learned(base, tmp_path)
     new = tmp_path / "new.csv"
     textbook.to_csv(new, index=False)
     before = mmscore.Scorer(base, precision="float32").score_frame(textbook)
-    result = train(new, tmp_path / "extended", base=str(base), new_weight=10, folds=3, epochs=5, heads=1)
+    train(new, tmp_path / "extended", base=str(base), new_weight=10, folds=3, epochs=5, heads=1)
     after = mmscore.Scorer(tmp_path / "extended", precision="float32").score_frame(textbook)
     hits_before = (before["pred_label"] == textbook["label"]).mean()
     hits_after = (after["pred_label"] == textbook["label"]).mean()
     assert hits_after >= 0.7 and hits_after > hits_before + 0.2, (hits_before, hits_after)
     card = ModelCard.load(tmp_path / "extended")
-    assert card.base["base_rows"] == 24 and card.base["new_rows"] == 30 and card.base["new_weight"] == 10
-    assert card.training_rows == 54 and card.training_data_sha256 != ModelCard.load(base).training_data_sha256
+    lineage = card.base
+    assert lineage["base_rows"] == 24 and lineage["new_rows"] == 30 and lineage["new_weight"] == 10
+    assert lineage["new_rows_main_head"] + lineage["new_rows_second_head"] == 30
+    assert lineage["new_rows_second_head"] >= 20  # plain sentences are far from '#news' posts
+    assert card.training_data_sha256 != ModelCard.load(base).training_data_sha256
+    second = load_out_of_domain(tmp_path / "extended")
+    assert len(second.rows) == lineage["new_rows_second_head"] and set(second.rows.weights) == {10.0}
+    kept = 24 + lineage["new_rows_main_head"]
+    assert card.training_rows == kept and len(load_training_rows(tmp_path / "extended")) == kept  # extendable again
+
+
+def test_rows_out_of_the_base_domain_leave_its_main_head_as_it_was(base, tmp_path):
+    """Every new row out of domain: the main head, its reference and its CV figures are the base's, byte for
+    byte; only the second head is new. (Base-row figures cannot move when the base rows' head does not.)"""
+    from mmscore.encoders import registry
+    from mmscore.model.card import ModelCard
+    from mmscore.model.domain import load_domain
+    from mmscore.training import train
+
+    plain = pd.read_csv(SAMPLE / "plain_pairs.csv", dtype=str).head(36)
+    text = registry.text_encoder()
+    texts = list(plain["text_1"]), list(plain["text_2"])
+    _, inside = load_domain(base).score(text.encode(texts[0]), text.encode(texts[1]), *texts)
+    outside = plain[~inside]
+    assert len(outside) >= 24 and outside["label"].nunique() == 3
+    outside.to_csv(tmp_path / "new.csv", index=False)
+    result = train(tmp_path / "new.csv", tmp_path / "extended", base=str(base), folds=3, epochs=5, heads=1)
+    card = ModelCard.load(tmp_path / "extended")
+    assert card.base["new_rows_second_head"] == len(outside) and card.base["new_rows_main_head"] == 0
+    for name in ("head.keras", "domain.npz", "training_rows.npz"):
+        assert (tmp_path / "extended" / name).read_bytes() == (base / name).read_bytes(), name
+    assert card.cv_metrics == ModelCard.load(base).cv_metrics and result.per_loss == card.cv_metrics["per_loss"]
+    assert card.out_of_domain["rows"] == len(outside)
+
+
+def test_rows_like_the_base_extend_its_main_head_and_cv_reports_both_groups(base, tmp_path):
+    from mmscore.model.card import ModelCard
+    from mmscore.training import train
+
+    rows = []
+    for i in range(8, 12):
+        post = f"Update {i}: {10 + i} new cases today #news"
+        rows.append((post, f"{10 + i} new cases reported today", "Implies"))
+        rows.append((post, f"Update {i}: {40 + i} new cases today", "Contradictory"))
+        rows.append((f"Game {i} starts at {i + 1}pm #sports", f"Recipe {i}: bake for {20 + i} minutes", "NoEntailment"))
+    result = train(
+        _pairs(tmp_path / "new.csv", rows), tmp_path / "extended", base=str(base), folds=3, epochs=5, heads=1
+    )
+    card = ModelCard.load(tmp_path / "extended")
+    inside = card.base["new_rows_main_head"]
+    assert inside >= 9, card.base  # posts like the base's are in its domain
     groups = result.per_loss["focal"]["groups"]
     assert {g: sum(c["support"] for c in m["per_class"].values()) for g, m in groups.items()} == {
         "base rows": 24,
-        "new rows": 30,
+        "new rows": inside,
     }
-    assert len(load_training_rows(tmp_path / "extended")) == 54  # and it can be extended again
+    assert card.training_rows == 24 + inside
 
 
 def test_a_base_that_cannot_be_extended_is_refused_in_one_line(base, tmp_path):

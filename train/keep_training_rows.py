@@ -53,7 +53,7 @@ def main(data: str, model_dir: str, images: str | None = None) -> None:
     features = pair_features(df["text_1"], df["text_2"], card.pair_features) if card.pair_features else None
     forms = (text_form(list(df["text_1"])), text_form(list(df["text_2"])))
     emb.pair_features = features
-    domain, rows = kept_of_training(emb, forms, y, cv_fold_ids(y, options))
+    domain, _in_domain, rows = kept_of_training(emb, forms, y, cv_fold_ids(y, options))
     for name, content in ((DOMAIN_FILE, domain), (TRAINING_ROWS_FILE, rows)):
         with open(model / name, "wb") as handle:
             content.save(handle)

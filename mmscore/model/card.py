@@ -42,6 +42,8 @@ class ModelCard:
     domain: dict = field(default_factory=dict)
     # a model extended from another (--base): that model's id and folder, the new data's hash, row counts, weight
     base: dict = field(default_factory=dict)
+    # the second head (out_of_domain.npz): what it is, its rows, their held-out figures, routing on training pairs
+    out_of_domain: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES

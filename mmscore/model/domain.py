@@ -160,6 +160,13 @@ def fit_domain(vectors_1, vectors_2, texts_1, texts_2, folds: np.ndarray) -> Dom
 
 def fit_domain_forms(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray) -> DomainReference | None:
     """:func:`fit_domain` from the texts' :func:`text_form` rows (what a model keeps of texts it cannot ship)."""
+    fitted = fit_domain_held_out(vectors_1, vectors_2, form_1, form_2, folds)
+    return None if fitted is None else fitted[0]
+
+
+def fit_domain_held_out(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray):
+    """:func:`fit_domain_forms`, with each pair's own held-out typicality in row order (what cross-validation
+    needs to know which training pairs scoring would have called out of domain): ``(reference, typicality)``."""
     vectors_1, vectors_2, folds = unit(vectors_1), unit(vectors_2), np.asarray(folds)
     form_1, form_2 = np.asarray(form_1, np.float64), np.asarray(form_2, np.float64)
     if len(vectors_1) < MIN_PAIRS or len(np.unique(folds)) < 2:
@@ -174,7 +181,7 @@ def fit_domain_forms(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray) ->
             raw[side, held, 1] = stats.log_likelihood(form[held])
     mean, sd = raw.reshape(-1, 2).mean(0), raw.reshape(-1, 2).std(0) + 1e-9
     held_out = ((raw - mean) / sd).sum(2).min(0)
-    return DomainReference(
+    reference = DomainReference(
         np.concatenate([vectors_1, vectors_2]),
         FormStats.fit(np.concatenate([form_1, form_2])),
         float(mean[0]),
@@ -183,6 +190,7 @@ def fit_domain_forms(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray) ->
         float(sd[1]),
         np.sort(held_out),
     )
+    return reference, held_out
 
 
 def load_domain(directory: Path | None) -> DomainReference | None:

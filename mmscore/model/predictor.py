@@ -11,6 +11,7 @@ from mmscore.errors import InvalidModelError, first_line
 from mmscore.model.card import CARD_FILE, HEAD_FILE, ModelCard
 from mmscore.model.domain import load_domain
 from mmscore.model.head_inputs import head_inputs, lexical_width
+from mmscore.model.out_of_domain import load_out_of_domain, pair_inputs
 from mmscore.model.preprocessor import PairPreprocessor, unit_pixels_tensor, visible_image_mask
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
@@ -40,6 +41,7 @@ class Predictor:
         self.offsets = np.asarray(card.decision_offsets, np.float32)
         self.temperature = float(card.temperature)
         self.domain = load_domain(directory)  # None: a model without an in-domain reference
+        self.out_of_domain = load_out_of_domain(directory) if self.domain is not None else None
 
     @classmethod
     def load(cls, directory: Path | str | None = None, precision: str = "float32") -> Predictor:
@@ -77,6 +79,21 @@ class Predictor:
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Head logits -> calibrated probabilities in label order (offsets, then temperature)."""
         return apply_offsets(logits, self.offsets, self.temperature)
+
+    def judge_out_of_domain(self, probs, domain, vectors_1, vectors_2, texts_1, texts_2):
+        """``(probs, taken)``: ``probs`` with the rows its second head takes (see
+        :mod:`mmscore.model.out_of_domain`) labelled by it, and which rows those are; ``domain``: the rows'
+        ``(in_domain_score, in_domain)``. Unchanged, none taken, for a model without a second head."""
+        if self.out_of_domain is None:
+            return probs, np.zeros(len(probs), bool)
+        taken = self.out_of_domain.takes(*domain, vectors_1, vectors_2, texts_1, texts_2)
+        rows = np.flatnonzero(taken)
+        if not len(rows):
+            return probs, taken
+        texts = [[texts[i] for i in rows] for texts in (texts_1, texts_2)]
+        probs = np.array(probs, copy=True)
+        probs[rows] = self.out_of_domain.probabilities(pair_inputs(vectors_1[rows], vectors_2[rows], *texts))
+        return probs, taken
 
     @property
     def lexical_width(self) -> int:

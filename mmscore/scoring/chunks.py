@@ -21,8 +21,11 @@ from mmscore import defaults, statuses
 from mmscore.contract import (
     DOMAIN_SCORE,
     IN_DOMAIN,
+    LABELLED_BY,
+    MAIN_HEAD,
     OUTPUT_COLUMNS,
     PRED_LABEL,
+    SECOND_HEAD,
     STATUS_COLUMNS,
     output_array,
 )
@@ -190,17 +193,22 @@ def length_order(text_1: np.ndarray, text_2: np.ndarray) -> np.ndarray:
 
 
 def scored_table(
-    chunk: PreparedChunk, probs: np.ndarray, domain: tuple[np.ndarray, np.ndarray] | None = None
+    chunk: PreparedChunk,
+    probs: np.ndarray,
+    domain: tuple[np.ndarray, np.ndarray] | None = None,
+    taken: np.ndarray | None = None,
 ) -> pa.Table:
     """The input chunk with the contract's output columns appended (``domain``: the in-domain score and flag
-    per row, null without a reference)."""
+    per row, null without a reference; ``taken``: the rows the model's second head labelled)."""
     table = chunk.table
     for name in OUTPUT_COLUMNS:  # re-scoring a scored file replaces its old predictions
         if name in table.column_names:
             table = table.drop_columns([name])
     n = table.num_rows
     score, flag = domain if domain is not None else ([None] * n, [None] * n)
+    taken = np.zeros(n, bool) if taken is None else taken
     columns = {PRED_LABEL: [LABELS[i] for i in probs.argmax(1)], DOMAIN_SCORE: score, IN_DOMAIN: flag}
+    columns[LABELLED_BY] = np.where(taken, SECOND_HEAD, MAIN_HEAD).tolist()
     columns.update({name: probs[:, i] for i, name in enumerate(PROB_COLUMNS)})
     columns.update({name: chunk.statuses[name] for name in STATUS_COLUMNS})
     for name in OUTPUT_COLUMNS:
@@ -256,16 +264,14 @@ class ChunkScorer:
                 vectors[1].append(vectors_2.numpy())
         except tf.errors.OpError as exc:
             raise ScoringError(f"the model step failed ({one_line(exc)})") from exc
-        probs = np.concatenate(parts) if parts else np.zeros((0, len(LABELS)), np.float32)
-        domain = self._domain(chunk, [chunk.in_input_order(np.concatenate(v)) for v in vectors] if parts else None)
-        return scored_table(chunk, chunk.in_input_order(probs), domain)
-
-    def _domain(self, chunk: PreparedChunk, vectors: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(in_domain_score, in_domain)`` in input order, or None when the model has no reference."""
+        probs = chunk.in_input_order(np.concatenate(parts)) if parts else np.zeros((0, len(LABELS)), np.float32)
         reference = self.predictor.domain
-        if reference is None or vectors is None:
-            return None
-        return reference.score(*vectors, *chunk.texts)
+        if reference is None or not parts:
+            return scored_table(chunk, probs)
+        vectors = [chunk.in_input_order(np.concatenate(v)) for v in vectors]
+        domain = reference.score(*vectors, *chunk.texts)
+        probs, taken = self.predictor.judge_out_of_domain(probs, domain, *vectors, *chunk.texts)
+        return scored_table(chunk, probs, domain, taken)
 
     def score_table(self, table: pa.Table, pool: ThreadPoolExecutor) -> pa.Table:
         return self.score(self.prepare(table, pool))

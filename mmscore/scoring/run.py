@@ -14,6 +14,8 @@ from mmscore import defaults
 from mmscore.contract import (
     DOMAIN_NAMES,
     IN_DOMAIN,
+    LABELLED_BY,
+    SECOND_HEAD,
 )
 from mmscore.images.fetcher import ImageSource
 from mmscore.io.pairs_reader import IMAGE_COLUMNS, PairsSource
@@ -103,6 +105,7 @@ def count_rows(summary: RunSummary, scored: pa.Table) -> None:
         summary.image_statuses.update(scored.column(f"{column}_status").to_pylist())
     summary.text_statuses.update(scored.column("text_status").to_pylist())
     summary.domain.update(DOMAIN_NAMES[flag] for flag in scored.column(IN_DOMAIN).to_pylist())
+    summary.domain[SECOND_HEAD] += scored.column(LABELLED_BY).to_pylist().count(SECOND_HEAD)
 
 
 def run_facts(

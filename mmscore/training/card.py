@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from mmscore.errors import OutputError, first_line
 from mmscore.io.atomic_write import atomic_path
 from mmscore.metrics import fit_temperature
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
-from mmscore.model.domain import DOMAIN_FILE, fit_domain_forms
+from mmscore.model.domain import DOMAIN_FILE, fit_domain_held_out
+from mmscore.model.out_of_domain import OUT_OF_DOMAIN_FILE
 from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
 from mmscore.training.cross_fitting import tune_offsets
 from mmscore.training.embeddings import PairEmbeddings, image_rows
@@ -32,18 +34,18 @@ def data_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(out_dir: Path, head, card: ModelCard, tuned_text_encoder=None, domain=None, rows=None) -> None:
+def save_model(
+    out_dir: Path, head, card: ModelCard, tuned_text_encoder=None, domain=None, rows=None, second=None
+) -> None:
     """Write the model directory, each file atomically; the card goes last, so a half-written model never loads.
     ``domain``: the in-domain reference (:mod:`mmscore.model.domain`); ``rows``: the training rows a later
-    ``--base`` extension trains on (:mod:`mmscore.model.training_rows`); each written beside the head."""
+    ``--base`` extension trains on (:mod:`mmscore.model.training_rows`); ``second``: the head for rows out of
+    domain (:mod:`mmscore.model.out_of_domain`); each written beside the head."""
     try:
         with atomic_path(out_dir / HEAD_FILE) as tmp:
             head.save(tmp)
-        for name, content in ((DOMAIN_FILE, domain), (TRAINING_ROWS_FILE, rows)):
-            (out_dir / name).unlink(missing_ok=True)
-            if content is not None:
-                with atomic_path(out_dir / name) as tmp, open(tmp, "wb") as handle:
-                    content.save(handle)
+        for name, content in ((DOMAIN_FILE, domain), (TRAINING_ROWS_FILE, rows), (OUT_OF_DOMAIN_FILE, second)):
+            _write_kept(out_dir / name, content)
         (out_dir / TEXT_WEIGHTS_FILE).unlink(missing_ok=True)
         if tuned_text_encoder is not None:
             with atomic_path(out_dir / TEXT_WEIGHTS_FILE) as tmp:
@@ -51,6 +53,35 @@ def save_model(out_dir: Path, head, card: ModelCard, tuned_text_encoder=None, do
         card.save(out_dir)
     except OSError as exc:
         raise OutputError(f"cannot write the model to {out_dir}: {exc.strerror or first_line(exc)}") from exc
+
+
+def _write_kept(path: Path, content) -> None:
+    """``content.save`` into ``path`` atomically; ``path`` removed when there is no content."""
+    path.unlink(missing_ok=True)
+    if content is not None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            content.save(handle)
+
+
+def copy_model_files(base_dir: Path, out_dir: Path, second, card: ModelCard) -> None:
+    """A model directory made of ``base_dir``'s head, reference and training rows, ``second`` as its second head
+    and ``card``; each file written atomically, the card last."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in (HEAD_FILE, DOMAIN_FILE, TRAINING_ROWS_FILE, TEXT_WEIGHTS_FILE):
+            (out_dir / name).unlink(missing_ok=True)
+            if (base_dir / name).is_file():
+                with atomic_path(out_dir / name) as tmp:
+                    shutil.copyfile(base_dir / name, tmp)
+        _write_kept(out_dir / OUT_OF_DOMAIN_FILE, second)
+        card.save(out_dir)
+    except OSError as exc:
+        raise OutputError(f"cannot write the model to {out_dir}: {exc.strerror or first_line(exc)}") from exc
+
+
+def now() -> str:
+    """A card's ``trained_at``."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def model_card(
@@ -75,7 +106,7 @@ def model_card(
         uses_images=plan.uses_images,
         photo_augmentation=plan.photos.card_facts() if plan.photos else {},
         cv_metrics={"folds": options.folds, "seed": options.seed, "chosen": chosen, "per_loss": per_loss},
-        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        trained_at=now(),
         mmscore_version=__version__,
         notes=f"images found: {int(emb.image_mask.sum())} of {2 * len(y)}",
         text_encoder_weights=TEXT_WEIGHTS_FILE if tuned else "",
@@ -84,10 +115,14 @@ def model_card(
     )
 
 
-def kept_of_training(emb: PairEmbeddings, forms, y: np.ndarray, fold_ids: np.ndarray):
-    """What a model keeps of its training pairs: ``(in-domain reference, training rows)``, both from the frozen
-    text vectors, the texts' forms, the labels and the folds (never the texts)."""
-    domain = fit_domain_forms(emb.text_1, emb.text_2, *forms, fold_ids)
+def kept_of_training(emb: PairEmbeddings, forms, y: np.ndarray, fold_ids: np.ndarray, reference_rows=None):
+    """What a model keeps of its training pairs: ``(in-domain reference, the reference rows' held-out
+    (in_domain_score, in_domain), training rows)``, from the frozen text vectors, the texts' forms, the labels
+    and the folds (never the texts). The reference is fitted on ``reference_rows`` only when given (an
+    extension: the base's rows, the domain its main head is calibrated for; the second head learns the new)."""
+    keep = np.ones(len(y), bool) if reference_rows is None else np.asarray(reference_rows, bool)
+    fitted = fit_domain_held_out(emb.text_1[keep], emb.text_2[keep], forms[0][keep], forms[1][keep], fold_ids[keep])
+    domain, held_out = (None, None) if fitted is None else (fitted[0], fitted[0].place(fitted[1]))
     features = emb.pair_features if emb.pair_features is not None else np.zeros((len(y), 0), np.float32)
     rows = TrainingRows(emb.text_1, emb.text_2, emb.image_1, emb.image_2, emb.image_mask, features, *forms, y, fold_ids)
-    return domain, rows
+    return domain, held_out, rows

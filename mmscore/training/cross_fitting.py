@@ -128,6 +128,23 @@ def spread_over_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return ids
 
 
+def fold_calibrations(oof: np.ndarray, y: np.ndarray, folds: list, calibrated=None):
+    """Per fold, ``(validation rows, offsets, temperature)``: both fitted on the other folds' out-of-fold logits
+    (of those, only the ``calibrated`` rows when given), as the final model's are on every row."""
+    for _train_rows, test_rows in folds:
+        others = np.setdiff1d(np.arange(len(y)) if calibrated is None else np.flatnonzero(calibrated), test_rows)
+        offsets = tune_offsets(oof[others], y[others])
+        yield test_rows, offsets, fit_temperature(oof[others] + offsets, y[others])
+
+
+def cross_fitted_labels(oof: np.ndarray, y: np.ndarray, folds: list, calibrated=None) -> np.ndarray:
+    """The label each validated row gets out of fold, with its fold's cross-fitted offsets."""
+    pred = np.zeros(len(y), np.int64)
+    for test_rows, offsets, _temperature in fold_calibrations(oof, y, folds, calibrated):
+        pred[test_rows] = (oof[test_rows] + offsets).argmax(1)
+    return pred
+
+
 def _cross_fitted_metrics(
     oof: np.ndarray, probe_oof: dict, y: np.ndarray, folds: list, groups=None, calibrated=None
 ) -> dict:
@@ -137,10 +154,7 @@ def _cross_fitted_metrics(
     before, after = np.zeros(oof.shape), np.zeros(oof.shape)
     probe_pred = {name: np.zeros(len(y), np.int64) for name in probe_oof}
     per_fold = []
-    for k, (_train_rows, test_rows) in enumerate(folds):
-        others = np.setdiff1d(np.arange(len(y)) if calibrated is None else np.flatnonzero(calibrated), test_rows)
-        offsets = tune_offsets(oof[others], y[others])
-        temperature = fit_temperature(oof[others] + offsets, y[others])
+    for k, (test_rows, offsets, temperature) in enumerate(fold_calibrations(oof, y, folds, calibrated)):
         shifted = oof[test_rows] + offsets
         pred[test_rows] = shifted.argmax(1)
         before[test_rows], after[test_rows] = softmax(shifted), softmax(shifted / temperature)

@@ -44,6 +44,12 @@ class PairEmbeddings:
         features = None if parts[0].pair_features is None else np.concatenate([p.pair_features for p in parts])
         return cls(*arrays, pair_features=features)
 
+    def subset(self, rows) -> PairEmbeddings:
+        """The rows selected by ``rows`` (a mask or indices; statuses and encoder counts are kept)."""
+        arrays = [getattr(self, name)[rows] for name in PAIR_ARRAYS]
+        features = None if self.pair_features is None else self.pair_features[rows]
+        return PairEmbeddings(*arrays, self.image_statuses, self.encoded, features)
+
     def head_inputs(self, rows=slice(None)) -> dict[str, np.ndarray]:
         lexical = None if self.pair_features is None else self.pair_features[rows]
         return head_inputs(*(getattr(self, name)[rows] for name in PAIR_ARRAYS), lexical)

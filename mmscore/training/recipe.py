@@ -6,8 +6,10 @@ import hashlib
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +20,18 @@ from mmscore.errors import InputError, require_folder
 from mmscore.images.fetcher import ImageFetcher
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.model.card import ModelCard
-from mmscore.model.domain import text_form
+from mmscore.model.domain import load_domain, text_form
+from mmscore.model.out_of_domain import load_out_of_domain
 from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
 from mmscore.model.preprocessor import PairPreprocessor
 from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
-from mmscore.training.card import data_sha256, kept_of_training, model_card, save_model
+from mmscore.training.card import copy_model_files, data_sha256, kept_of_training, model_card, now, save_model
 from mmscore.training.cross_fitting import RowLayout, compare_losses, spread_over_folds
 from mmscore.training.embeddings import PairEmbeddings, embed_pairs, read_labelled_pairs
 from mmscore.training.head_fit import FineTuner, fit_heads
 from mmscore.training.options import Progress, TrainOptions, TrainResult
 from mmscore.training.probes import PhotoPlan, photo_plan
+from mmscore.training.second_head import fit_second_head, routing_metrics, second_head_facts, second_rows
 
 
 @contextmanager
@@ -99,6 +103,36 @@ def _extended(rows: TrainingRows, emb: PairEmbeddings, y, forms, options: TrainO
     return combined, np.concatenate([rows.labels, y]), forms, layout
 
 
+def second_head_parts(base_dir, pairs, embed) -> list:
+    """The second head's rows so far: the base model's own (an extension) and ``pairs`` (labelled pairs unlike
+    the main data)."""
+    kept = load_out_of_domain(base_dir) if base_dir else None
+    parts = [kept.rows] if kept is not None else []
+    if pairs is not None:
+        extra, _skipped = read_labelled_pairs(pairs)
+        parts.append(second_rows(extra, embed(extra)))
+    return parts
+
+
+def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings) -> np.ndarray:
+    """Which new rows the base's in-domain reference rejects: they extend its second head, not its main head
+    (all False for a base without a reference)."""
+    reference = load_domain(base_dir)
+    if reference is None:
+        return np.zeros(len(df), bool)
+    return ~reference.score(emb.text_1, emb.text_2, list(df["text_1"]), list(df["text_2"]))[1]
+
+
+def _second_head_only(base_dir, base_card, parts, out_dir, lineage, data_hash, progress) -> ModelCard:
+    """An extension whose new rows are all out of the base's domain: the base's main head, reference and rows
+    are kept as they are (its CV figures stand), and only the second head is refitted."""
+    second = fit_second_head(parts, progress)
+    card = replace(base_card, base=lineage, training_data_sha256=data_hash, trained_at=now())
+    card.out_of_domain = second_head_facts(second, None) if second else {}
+    copy_model_files(base_dir, Path(out_dir), second, card)
+    return card
+
+
 def train_model(
     data: str | Path,
     out_dir: Path,
@@ -110,6 +144,7 @@ def train_model(
     photos: Path | None = None,
     base: str | Path | None = None,
     new_weight: int = defaults.NEW_WEIGHT,
+    out_of_domain_pairs: str | Path | None = None,
 ) -> TrainResult:
     """The whole recipe; writes ``head.keras``, ``model_card.json``, the in-domain reference and the training
     rows into ``out_dir``.
@@ -119,9 +154,9 @@ def train_model(
     ``photos`` is a folder of real photos unrelated to the pairs (see :mod:`mmscore.training.unrelated_photos`).
     ``base``: a model directory (or ``default``) whose training rows are trained on together with ``data``'s,
     each new row repeated ``new_weight`` times; its encoders and pair features are the new model's.
+    ``out_of_domain_pairs``: labelled pairs unlike ``data`` (plain language, say) for the second head, which labels
+    the rows the in-domain reference rejects; an extension also fits it on its new rows (and the base's).
     """
-    import time
-
     from mmscore.encoders import registry
 
     options = options or TrainOptions()
@@ -139,9 +174,26 @@ def train_model(
         base_card.check_encoder("text", text)
         base_card.check_encoder("image", image)
     progress("embedding texts and images (cached)")
-    emb = new_emb = embed_pairs(df, images_dir, fetcher, text, image, cache_root)
+    emb = embed_pairs(df, images_dir, fetcher, text, image, cache_root)
+    statuses, encoded = emb.image_statuses, emb.encoded  # of the new rows (the base's are vectors already)
     if options.pair_features:
         emb.pair_features = PairPreprocessor(options.pair_features).pair_features(df["text_1"], df["text_2"])
+    embed = lambda frame: embed_pairs(frame, None, fetcher, text, image, cache_root)  # noqa: E731 (texts only)
+    parts = second_head_parts(base_dir, out_of_domain_pairs, embed)
+    if base_card:
+        outside = outside_base(base_dir, df, emb)
+        if outside.any():
+            parts.append(second_rows(df[outside], emb.subset(outside), new_weight))
+        lineage = {"base_model": base_card.model_id(), "base_dir": str(base_dir), "new_data_sha256": data_hash}
+        lineage.update(base_rows=len(base_rows), new_rows=len(df), new_weight=new_weight)
+        lineage.update(new_rows_main_head=int((~outside).sum()), new_rows_second_head=int(outside.sum()))
+        data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
+        if outside.all():
+            card = _second_head_only(base_dir, base_card, parts, out_dir, lineage, data_hash, progress)
+            per_loss = card.cv_metrics.get("per_loss", {})
+            elapsed = time.perf_counter() - started
+            return TrainResult(card, per_loss, card.loss, skipped, statuses, encoded, elapsed)
+        df, emb, y = df[~outside].reset_index(drop=True), emb.subset(~outside), y[~outside]
     forms = (text_form(list(df["text_1"])), text_form(list(df["text_2"])))
     if base_rows is not None:  # new rows are dealt over the base's folds: a few per label are enough
         emb, y, forms, layout = _extended(base_rows, emb, y, forms, options, new_weight)
@@ -154,24 +206,26 @@ def train_model(
         tuner = FineTuner(tuned, list(df["text_1"]), list(df["text_2"]))
     per_loss, oofs, chosen = compare_losses(emb, y, options, tuner, plan, progress, layout)
     head = fit_final(emb, y, chosen, options, tuner, plan, progress, layout)
-    if base_card:
-        lineage = {"base_model": base_card.model_id(), "base_dir": str(base_dir), "new_data_sha256": data_hash}
-        lineage.update(base_rows=len(base_rows), new_rows=len(df), new_weight=new_weight)
-        data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
     card = model_card(
         text, image, options, data_hash, emb, plan, chosen, per_loss, oofs[chosen], y, tuner is not None,
         calibrated=layout.calibrated,
     )  # fmt: skip
     card.base = lineage if base_card else {}
     # a fine-tuned encoder places texts elsewhere than the frozen vectors the reference and rows are made of
-    domain, rows = None, None
+    domain, rows, second = None, None, None
     if not tuner:
         progress("fitting the in-domain reference on held-out folds")
-        domain, rows = kept_of_training(emb, forms, y, layout.fold_ids)
+        domain, held_out, rows = kept_of_training(emb, forms, y, layout.fold_ids, layout.calibrated)
+        second = fit_second_head(parts, progress) if domain is not None else None
     card.domain = domain.card_facts(text.name) if domain is not None else {}
-    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain, rows)
+    if second is not None:
+        card.out_of_domain = second_head_facts(second, out_of_domain_pairs)
+        if base_rows is None:  # the training texts are at hand (an extension keeps the base's as vectors only)
+            routing = routing_metrics(oofs[chosen], y, layout, held_out, second, df, emb)
+            card.out_of_domain["routing_on_training_pairs"] = routing
+    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain, rows, second)
     elapsed = time.perf_counter() - started
-    return TrainResult(card, per_loss, chosen, skipped, new_emb.image_statuses, new_emb.encoded, elapsed)
+    return TrainResult(card, per_loss, chosen, skipped, statuses, encoded, elapsed)
 
 
 def train(
@@ -196,6 +250,7 @@ def train(
     image_root: Path | None = None,
     base: str | None = None,
     new_weight: int = defaults.NEW_WEIGHT,
+    out_of_domain_pairs: str | Path | None = None,
     progress: Progress = lambda _msg: None,
 ) -> TrainResult:
     """``mmscore train`` as a function, every option a keyword with the CLI's name and default.
@@ -205,7 +260,8 @@ def train(
     read them). ``loss``: losses to compare by CV macro-F1 (default: focal). ``photos``: real photos unrelated
     to the pairs, to teach the head that an attached photo is no evidence. ``base``: extend that model
     directory (``default``: the shipped model): train on its kept training rows and ``data``'s together, each new
-    row repeated ``new_weight`` times; the base's encoders and pair features are used. Bad settings raise
+    row repeated ``new_weight`` times; the base's encoders and pair features are used. ``out_of_domain_pairs``:
+    labelled pairs unlike ``data`` for the second head (rows out of domain). Bad settings raise
     :class:`~mmscore.errors.InputError` before any work.
     """
     from mmscore.images.fetcher import build_fetcher
@@ -226,6 +282,8 @@ def train(
             raise InputError("--fine-tune cannot extend a base model (its rows are frozen-encoder vectors)")
         if new_weight < 1:
             raise InputError("--new-weight must be at least 1")
+        if Path(out).resolve() == base_model(base)[0].resolve():
+            raise InputError(f"--out {out} is the base model's folder: write the extended model elsewhere")
         text_encoder, image_encoder, sequence_length = card.text_encoder, card.image_encoder, card.sequence_length
         pair_features = bool(card.pair_features)
     try:
@@ -248,8 +306,9 @@ def train(
     fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
     try:
         return train_model(
-            data, Path(out), fetcher, images, options, progress, photos=photos, base=base, new_weight=new_weight
-        )
+            data, Path(out), fetcher, images, options, progress, photos=photos, base=base, new_weight=new_weight,
+            out_of_domain_pairs=out_of_domain_pairs,
+        )  # fmt: skip
     except ValueError as exc:  # settings the recipe refuses (e.g. more folds than rows)
         raise InputError(str(exc)) from exc
     finally:

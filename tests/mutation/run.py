@@ -200,6 +200,17 @@ MUTANTS = [
       ("    if len(heads) == 1:\n        return heads[0]\n", "    return heads[0]\n")),
     m("negation counted when both texts negate", "mmscore/model/pair_features.py", "tests/test_training.py::test_lexical_v2_sees_negation_antonyms_and_reordered_numbers",
       ("negated = bool(words_a & NEGATIONS) != bool(words_b & NEGATIONS)", "negated = bool(words_a & NEGATIONS) or bool(words_b & NEGATIONS)")),
+    # the second head (issues 29 and 31)
+    m("every out-of-domain row to the second head", "mmscore/model/out_of_domain.py", "tests/test_second_head.py::test_real_tweets_out_of_the_main_domain_stay_with_the_main_head",
+      ("return outside & (score > np.asarray(main_score, np.float32))", "return outside")),
+    m("second head never consulted", "mmscore/model/predictor.py", "tests/test_second_head.py::test_the_shipped_model_routes_plain_pairs_to_it_and_labels_them",
+      ("        if self.out_of_domain is None:\n            return probs, np.zeros(len(probs), bool)", "        if True:\n            return probs, np.zeros(len(probs), bool)")),
+    m("new rows out of the base domain train the main head", "mmscore/training/recipe.py", "tests/test_extending.py::test_rows_out_of_the_base_domain_leave_its_main_head_as_it_was",
+      ("    return ~reference.score(emb.text_1, emb.text_2, list(df[\"text_1\"]), list(df[\"text_2\"]))[1]", "    return np.zeros(len(df), bool)")),
+    m("an unseen label still predicted", "mmscore/model/out_of_domain.py", "tests/test_second_head.py::test_a_label_it_never_saw_is_never_predicted",
+      ("intercept = np.full(len(LABELS), -1e9)", "intercept = np.zeros(len(LABELS))")),
+    m("second head's folds split a scene", "mmscore/model/out_of_domain.py", "tests/test_second_head.py::test_fitted_on_the_plain_pairs_it_labels_the_textbook_pairs",
+      ("np.array([firsts[text] % FOLDS for text in texts_1], np.int64)", "np.arange(len(texts_1)) % FOLDS")),
     # a work-conserving host limit (issue 32)
     m("host cap even when alone", "mmscore/images/fetcher.py", HOSTILE + "::test_a_host_alone_uses_every_worker_and_shares_them_under_contention",
       ("self.pool_size if alone else self.per_host)", "self.per_host)")),
