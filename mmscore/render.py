@@ -93,9 +93,17 @@ def print_training(console: Console, result, folds: int) -> None:
         base = card.base
         console.print(
             f"extends {base['base_model']}: {base['base_rows']} kept rows + {base['new_rows']} new rows "
-            f"(each repeated {base['new_weight']}x)",
+            f"(each repeated {base['new_weight']}x): {base['new_rows_main_head']} in the base's domain trained "
+            f"its main head, {base['new_rows_second_head']} out of it its second head"
+            + (
+                " (the main head is the base's, unchanged; the CV above is the base's)"
+                if not base["new_rows_main_head"]
+                else ""
+            ),
             highlight=False,
         )
+    if card.out_of_domain:
+        print_second_head(console, card.out_of_domain)
     if not card.uses_images:
         console.print(
             f"this model does not use images: {card.image_rows} of {card.training_rows} training rows had one and "
@@ -107,6 +115,23 @@ def print_training(console: Console, result, folds: int) -> None:
         + f"; encoder calls this run: {dict(result.encoded)}; offsets {card.decision_offsets}; "
         f"temperature {card.temperature:.3f}"
     )
+
+
+def print_second_head(console: Console, facts: dict) -> None:
+    """What the card says of the second head: its rows, their held-out accuracy, its effect on the training pairs."""
+    line = f"second head (rows out of domain): {facts['rows']} pairs"
+    if facts.get("held_out"):
+        line += (
+            f", held-out accuracy {facts['held_out']['accuracy']:.3f} (pairs sharing a first text held out together)"
+        )
+    routing = facts.get("routing_on_training_pairs")
+    if routing:
+        line += (
+            f"; on the training pairs it takes {routing['rows_taken_by_second_head']} of "
+            f"{routing['rows_out_of_domain']} out-of-domain rows: CV macro-F1 "
+            f"{routing['main_head_only']['macro_f1']:.3f} -> {routing['routed']['macro_f1']:.3f}"
+        )
+    console.print(line, highlight=False)
 
 
 def report_devices(console: Console) -> None:

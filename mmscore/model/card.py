@@ -77,7 +77,10 @@ class ModelCard:
         tuned = "-finetuned" if self.text_encoder_weights else ""
         lexical = f"+{self.pair_features}" if self.pair_features else ""
         data = self.training_data_sha256[:12] or "untrained"
-        return f"{self.text_encoder}{tuned}+{self.image_encoder}{lexical}/{self.loss}/{data}"
+        second = self.out_of_domain.get("rows_sha256", "")
+        return f"{self.text_encoder}{tuned}+{self.image_encoder}{lexical}/{self.loss}/{data}" + (
+            f"+second-head/{second[:12]}" if second else ""
+        )
 
     def save(self, directory: Path) -> None:
         from mmscore.io.atomic_write import atomic_write_bytes

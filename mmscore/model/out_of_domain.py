@@ -17,6 +17,7 @@ Photos play no part in the second head: such rows are judged on their texts.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -155,7 +156,11 @@ class OutOfDomainHead:
 
     def card_facts(self) -> dict:
         counts = np.bincount(self.rows.labels, minlength=len(LABELS))
+        digest = hashlib.sha256()
+        for name in SecondRows.__dataclass_fields__:
+            digest.update(np.ascontiguousarray(getattr(self.rows, name)).tobytes())
         return {
+            "rows_sha256": digest.hexdigest(),  # the model id names it: another second head, another model
             "method": f"logistic regression on |u-v|, cos and {LEXICAL} of the two texts (C={STRENGTH}, balanced "
             "labels); labels the rows the in-domain reference rejects that are more typical of its own pairs",
             "rows": int(len(self.rows)),

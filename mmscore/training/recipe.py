@@ -123,6 +123,20 @@ def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings) -> np.nd
     return ~reference.score(emb.text_1, emb.text_2, list(df["text_1"]), list(df["text_2"]))[1]
 
 
+def _lineage(base_dir: Path, base_card: ModelCard, base_rows: int, new_hash: str, outside, weight: int) -> dict:
+    """The card's ``base``: which model was extended, with what, and where the new rows went."""
+    return {
+        "base_model": base_card.model_id(),
+        "base_dir": str(base_dir),
+        "new_data_sha256": new_hash,
+        "base_rows": base_rows,
+        "new_rows": len(outside),
+        "new_weight": weight,
+        "new_rows_main_head": int((~outside).sum()),
+        "new_rows_second_head": int(outside.sum()),
+    }
+
+
 def _second_head_only(base_dir, base_card, parts, out_dir, lineage, data_hash, progress) -> ModelCard:
     """An extension whose new rows are all out of the base's domain: the base's main head, reference and rows
     are kept as they are (its CV figures stand), and only the second head is refitted."""
@@ -180,19 +194,18 @@ def train_model(
         emb.pair_features = PairPreprocessor(options.pair_features).pair_features(df["text_1"], df["text_2"])
     embed = lambda frame: embed_pairs(frame, None, fetcher, text, image, cache_root)  # noqa: E731 (texts only)
     parts = second_head_parts(base_dir, out_of_domain_pairs, embed)
-    if base_card:
+    if base_card:  # new rows out of the base's domain extend its second head, the others its main head
         outside = outside_base(base_dir, df, emb)
         if outside.any():
             parts.append(second_rows(df[outside], emb.subset(outside), new_weight))
-        lineage = {"base_model": base_card.model_id(), "base_dir": str(base_dir), "new_data_sha256": data_hash}
-        lineage.update(base_rows=len(base_rows), new_rows=len(df), new_weight=new_weight)
-        lineage.update(new_rows_main_head=int((~outside).sum()), new_rows_second_head=int(outside.sum()))
+        lineage = _lineage(base_dir, base_card, len(base_rows), data_hash, outside, new_weight)
         data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
         if outside.all():
             card = _second_head_only(base_dir, base_card, parts, out_dir, lineage, data_hash, progress)
-            per_loss = card.cv_metrics.get("per_loss", {})
             elapsed = time.perf_counter() - started
-            return TrainResult(card, per_loss, card.loss, skipped, statuses, encoded, elapsed)
+            return TrainResult(
+                card, card.cv_metrics.get("per_loss", {}), card.loss, skipped, statuses, encoded, elapsed
+            )
         df, emb, y = df[~outside].reset_index(drop=True), emb.subset(~outside), y[~outside]
     forms = (text_form(list(df["text_1"])), text_form(list(df["text_2"])))
     if base_rows is not None:  # new rows are dealt over the base's folds: a few per label are enough
