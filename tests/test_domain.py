@@ -115,7 +115,7 @@ def test_report_warns_above_a_fifth_out_of_domain_and_review_selects_them(tmp_pa
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())  # rich wraps lines
     assert ("out of domain: the model's main head was trained on other kinds of pairs" in said) is warns
-    assert ("Train on your own labels: mmscore train" in said) is warns
+    assert ("extend it: mmscore train LABELLED.csv --base default" in said) is warns
     queue = pd.read_csv(tmp_path / "q.csv", dtype=str)
     assert queue["id"].tolist() == [str(i) for i in range(10 - out, 10)]  # exactly the flagged rows
     assert write_review_queue(scored, tmp_path / "all.csv", below=None).rows == 10
