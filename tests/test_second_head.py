@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmscore.labels import LABEL_INDEX
 
@@ -115,3 +117,19 @@ def test_real_tweets_out_of_the_main_domain_stay_with_the_main_head(second):
         taken[held] = second.takes(*domain, u[held], v[held], *picked)
     assert outside.sum() >= 10  # there are rows out of the main domain to route
     assert taken.sum() <= 0.25 * outside.sum(), (taken.sum(), outside.sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "h"]), min_size=1, max_size=40))
+def test_pairs_sharing_a_first_text_are_held_out_together(firsts):
+    """A scene's pairs share their first text; a fold that holds one of them out holds out all (otherwise the
+    held-out figure scores a pair against its own scene's other labels)."""
+    from mmscore.model.out_of_domain import FOLDS, SecondRows
+
+    n = len(firsts)
+    vectors = np.eye(n, 4, dtype=np.float32) + 0.1
+    rows = SecondRows.of_pairs(vectors, vectors, firsts, ["x"] * n, [0] * n)
+    folds_of = {}
+    for text, fold in zip(firsts, rows.folds, strict=True):
+        assert folds_of.setdefault(text, fold) == fold
+    assert len(set(rows.folds.tolist())) == min(len(set(firsts)), FOLDS)  # distinct texts spread over the folds

@@ -169,7 +169,8 @@ def train_model(
     ``base``: a model directory (or ``default``) whose training rows are trained on together with ``data``'s,
     each new row repeated ``new_weight`` times; its encoders and pair features are the new model's.
     ``out_of_domain_pairs``: labelled pairs unlike ``data`` (plain language, say) for the second head, which labels
-    the rows the in-domain reference rejects; an extension also fits it on its new rows (and the base's).
+    the rows the in-domain reference rejects that are more like its pairs (:mod:`mmscore.model.out_of_domain`).
+    Extending, new rows the base's reference rejects join the second head's rows; the others train the main head.
     """
     from mmscore.encoders import registry
 
