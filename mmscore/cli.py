@@ -297,20 +297,21 @@ def train(
     base: Annotated[
         str | None,
         typer.Option(
-            help="Extend this model (a model directory, or 'default' for the shipped one): train on its kept "
-            "training rows and DATA's together. Its encoders and pair features are used.",
+            help="Extend this model (a model directory, or 'default' for the shipped one) with DATA's labels: rows "
+            "in its domain retrain its main head together with its kept training rows, the others refit its second "
+            "head (the main head is then kept as it is). Its encoders and pair features are used.",
         ),
     ] = None,
     new_weight: Annotated[
-        int, typer.Option(min=1, help="With --base: times each new labelled row is repeated in training.")
+        int, typer.Option(min=1, help="With --base: how many times each new labelled row counts, in either head.")
     ] = defaults.NEW_WEIGHT,
     out_of_domain_pairs: Annotated[
         str | None,
         typer.Option(
             "--out-of-domain-pairs",
             help="Labelled pairs unlike DATA (e.g. plain-language sentences; the shipped model used "
-            "sample_data/plain_pairs.csv) for the second head: rows the in-domain reference rejects are labelled by "
-            "it, from the texts alone. With --base, the base's second head is refitted with DATA's rows too.",
+            "sample_data/plain_pairs.csv) for the second head: rows the in-domain reference rejects, and that are "
+            "more like these pairs than like DATA's, are labelled by it, from the texts alone.",
         ),
     ] = None,
 ) -> None:
