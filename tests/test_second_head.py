@@ -133,3 +133,16 @@ def test_pairs_sharing_a_first_text_are_held_out_together(firsts):
     for text, fold in zip(firsts, rows.folds, strict=True):
         assert folds_of.setdefault(text, fold) == fold
     assert len(set(rows.folds.tolist())) == min(len(set(firsts)), FOLDS)  # distinct texts spread over the folds
+
+
+def test_a_damaged_second_head_is_refused_in_one_line(tmp_path):
+    import shutil
+
+    from mmscore.errors import InvalidModelError
+    from mmscore.model.predictor import DEFAULT_MODEL_DIR, Predictor
+
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, model)
+    (model / "out_of_domain.npz").write_bytes(b"not a zip file")
+    with pytest.raises(InvalidModelError, match="out_of_domain.npz: not a second head this version can read"):
+        Predictor.load(model)

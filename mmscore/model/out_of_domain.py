@@ -18,12 +18,14 @@ Photos play no part in the second head: such rows are judged on their texts.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from mmscore.errors import InvalidModelError, first_line
 from mmscore.labels import LABELS
 from mmscore.model.domain import DomainReference, fit_domain_held_out, text_form, unit
 from mmscore.model.pair_features import V2, pair_features
@@ -181,6 +183,10 @@ class OutOfDomainHead:
 
 def load_out_of_domain(directory: Path | None) -> OutOfDomainHead | None:
     """The model directory's second head, or None for a model without one."""
-    if directory is None or not (Path(directory) / OUT_OF_DOMAIN_FILE).is_file():
+    path = None if directory is None else Path(directory) / OUT_OF_DOMAIN_FILE
+    if path is None or not path.is_file():
         return None
-    return OutOfDomainHead.load(Path(directory) / OUT_OF_DOMAIN_FILE)
+    try:
+        return OutOfDomainHead.load(path)
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:  # a damaged or foreign file: one line
+        raise InvalidModelError(f"{path}: not a second head this version can read ({first_line(exc, 200)})") from exc
