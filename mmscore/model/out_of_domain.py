@@ -73,21 +73,21 @@ class SecondRows:
         return len(self.labels)
 
     def inputs(self, rows=slice(None)) -> np.ndarray:
-        return head_inputs(self.vectors_1[rows], self.vectors_2[rows], self.lexical[rows])
+        return second_head_inputs(self.vectors_1[rows], self.vectors_2[rows], self.lexical[rows])
 
     def subset(self, rows) -> SecondRows:
         return SecondRows(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
 
 
-def head_inputs(vectors_1, vectors_2, lexical) -> np.ndarray:
+def second_head_inputs(vectors_1, vectors_2, lexical) -> np.ndarray:
     """``(n, d + 1 + lexical)`` float32: |u - v|, cos(u, v), then the word features."""
     u, v = unit(vectors_1), unit(vectors_2)
     return np.hstack([np.abs(u - v), (u * v).sum(1, keepdims=True), lexical]).astype(np.float32)
 
 
 def pair_inputs(vectors_1, vectors_2, texts_1, texts_2) -> np.ndarray:
-    """:func:`head_inputs` of scored pairs: their text vectors and texts."""
-    return head_inputs(vectors_1, vectors_2, pair_features(list(texts_1), list(texts_2), LEXICAL))
+    """:func:`second_head_inputs` of scored pairs: their text vectors and texts."""
+    return second_head_inputs(vectors_1, vectors_2, pair_features(list(texts_1), list(texts_2), LEXICAL))
 
 
 @dataclass(frozen=True)
@@ -135,12 +135,29 @@ class OutOfDomainHead:
         return None if fitted is None else fitted[0]
 
     def takes(self, main_score, main_in_domain, vectors_1, vectors_2, texts_1, texts_2) -> np.ndarray:
-        """Which rows this head labels: out of the main domain, and more typical of this head's pairs."""
-        outside = ~np.asarray(main_in_domain, bool)
-        if self.reference is None or not outside.any():
-            return outside
-        score, _ = self.reference.score(vectors_1, vectors_2, texts_1, texts_2)
-        return outside & (score > np.asarray(main_score, np.float32))
+        """Which rows this head labels: out of the main domain, and more typical of this head's pairs (only the
+        rows out of the main domain are placed among its pairs: in-domain rows never come here)."""
+        taken = ~np.asarray(main_in_domain, bool)
+        rows = np.flatnonzero(taken)
+        if self.reference is None or not len(rows):
+            return taken
+        picked = [[texts[i] for i in rows] for texts in (texts_1, texts_2)]
+        score, _ = self.reference.score(vectors_1[rows], vectors_2[rows], *picked)
+        taken[rows] = score > np.asarray(main_score, np.float32)[rows]
+        return taken
+
+    def judge(self, probs, domain, vectors_1, vectors_2, texts_1, texts_2) -> tuple[np.ndarray, np.ndarray]:
+        """``(probs, taken)``: the main head's ``probs`` with the rows this head :meth:`takes` relabelled by it,
+        and which rows those are. ``domain``: the rows' ``(in_domain_score, in_domain)`` under the main reference.
+        What scoring does per chunk, and what training reports as the routing of its own pairs."""
+        taken = self.takes(*domain, vectors_1, vectors_2, texts_1, texts_2)
+        rows = np.flatnonzero(taken)
+        if not len(rows):
+            return probs, taken
+        picked = [[texts[i] for i in rows] for texts in (texts_1, texts_2)]
+        probs = np.array(probs, copy=True)
+        probs[rows] = self.probabilities(pair_inputs(vectors_1[rows], vectors_2[rows], *picked))
+        return probs, taken
 
     def held_out_predictions(self) -> np.ndarray | None:
         """Each of its rows labelled by a head fitted without that row's fold; None with a single fold."""

@@ -11,7 +11,7 @@ from mmscore.errors import InvalidModelError, first_line
 from mmscore.model.card import CARD_FILE, HEAD_FILE, ModelCard
 from mmscore.model.domain import load_domain
 from mmscore.model.head_inputs import head_inputs, lexical_width
-from mmscore.model.out_of_domain import load_out_of_domain, pair_inputs
+from mmscore.model.out_of_domain import load_out_of_domain
 from mmscore.model.preprocessor import PairPreprocessor, unit_pixels_tensor, visible_image_mask
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
@@ -86,14 +86,7 @@ class Predictor:
         ``(in_domain_score, in_domain)``. Unchanged, none taken, for a model without a second head."""
         if self.out_of_domain is None:
             return probs, np.zeros(len(probs), bool)
-        taken = self.out_of_domain.takes(*domain, vectors_1, vectors_2, texts_1, texts_2)
-        rows = np.flatnonzero(taken)
-        if not len(rows):
-            return probs, taken
-        texts = [[texts[i] for i in rows] for texts in (texts_1, texts_2)]
-        probs = np.array(probs, copy=True)
-        probs[rows] = self.out_of_domain.probabilities(pair_inputs(vectors_1[rows], vectors_2[rows], *texts))
-        return probs, taken
+        return self.out_of_domain.judge(probs, domain, vectors_1, vectors_2, texts_1, texts_2)
 
     @property
     def lexical_width(self) -> int:

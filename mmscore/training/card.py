@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def save_model(
     ``domain``: the in-domain reference (:mod:`mmscore.model.domain`); ``rows``: the training rows a later
     ``--base`` extension trains on (:mod:`mmscore.model.training_rows`); ``second``: the head for rows out of
     domain (:mod:`mmscore.model.out_of_domain`); each written beside the head."""
-    try:
+    with _writing_model(out_dir):
         with atomic_path(out_dir / HEAD_FILE) as tmp:
             head.save(tmp)
         for name, content in ((DOMAIN_FILE, domain), (TRAINING_ROWS_FILE, rows), (OUT_OF_DOMAIN_FILE, second)):
@@ -51,6 +53,13 @@ def save_model(
             with atomic_path(out_dir / TEXT_WEIGHTS_FILE) as tmp:
                 tuned_text_encoder.backbone.save_weights(tmp)
         card.save(out_dir)
+
+
+@contextmanager
+def _writing_model(out_dir: Path) -> Iterator[None]:
+    """An OS error while writing the model folder becomes one line naming the folder."""
+    try:
+        yield
     except OSError as exc:
         raise OutputError(f"cannot write the model to {out_dir}: {exc.strerror or first_line(exc)}") from exc
 
@@ -66,7 +75,7 @@ def _write_kept(path: Path, content) -> None:
 def copy_model_files(base_dir: Path, out_dir: Path, second, card: ModelCard) -> None:
     """A model directory made of ``base_dir``'s head, reference and training rows, ``second`` as its second head
     and ``card``; each file written atomically, the card last."""
-    try:
+    with _writing_model(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in (HEAD_FILE, DOMAIN_FILE, TRAINING_ROWS_FILE, TEXT_WEIGHTS_FILE):
             (out_dir / name).unlink(missing_ok=True)
@@ -75,8 +84,6 @@ def copy_model_files(base_dir: Path, out_dir: Path, second, card: ModelCard) -> 
                     shutil.copyfile(base_dir / name, tmp)
         _write_kept(out_dir / OUT_OF_DOMAIN_FILE, second)
         card.save(out_dir)
-    except OSError as exc:
-        raise OutputError(f"cannot write the model to {out_dir}: {exc.strerror or first_line(exc)}") from exc
 
 
 def now() -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmscore.labels import LABEL_INDEX
+from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.metrics import class_metrics
-from mmscore.model.out_of_domain import OutOfDomainHead, SecondRows, pair_inputs
+from mmscore.model.out_of_domain import OutOfDomainHead, SecondRows
 from mmscore.training.cross_fitting import cross_fitted_labels
 from mmscore.training.embeddings import PairEmbeddings
 
@@ -50,15 +50,12 @@ def routing_metrics(oof, y, layout, domain, second: OutOfDomainHead, df, emb) ->
     second head never trained on these rows, so its labels for them are held out too."""
     pred = cross_fitted_labels(oof, y, layout.folds())
     texts = (list(df["text_1"]), list(df["text_2"]))
-    taken = np.flatnonzero(second.takes(*domain, emb.text_1, emb.text_2, *texts))
-    routed = pred.copy()
-    if len(taken):
-        picked = [[t[i] for i in taken] for t in texts]
-        routed[taken] = second.probabilities(pair_inputs(emb.text_1[taken], emb.text_2[taken], *picked)).argmax(1)
+    judged, taken = second.judge(np.eye(len(LABELS))[pred], domain, emb.text_1, emb.text_2, *texts)
+    routed = judged.argmax(1)
     main, both = class_metrics(y, pred), class_metrics(y, routed)
     return {
         "rows_out_of_domain": int((~domain[1]).sum()),
-        "rows_taken_by_second_head": int(len(taken)),
+        "rows_taken_by_second_head": int(taken.sum()),
         "main_head_only": {"macro_f1": main["macro_f1"], "accuracy": main["accuracy"]},
         "routed": {"macro_f1": both["macro_f1"], "accuracy": both["accuracy"]},
         "labels_changed": int((routed != pred).sum()),

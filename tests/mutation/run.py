@@ -202,7 +202,7 @@ MUTANTS = [
       ("negated = bool(words_a & NEGATIONS) != bool(words_b & NEGATIONS)", "negated = bool(words_a & NEGATIONS) or bool(words_b & NEGATIONS)")),
     # the second head (issues 29 and 31)
     m("every out-of-domain row to the second head", "mmscore/model/out_of_domain.py", "tests/test_second_head.py::test_real_tweets_out_of_the_main_domain_stay_with_the_main_head",
-      ("return outside & (score > np.asarray(main_score, np.float32))", "return outside")),
+      ("taken[rows] = score > np.asarray(main_score, np.float32)[rows]", "taken[rows] = True")),
     m("second head never consulted", "mmscore/model/predictor.py", "tests/test_second_head.py::test_the_shipped_model_routes_plain_pairs_to_it_and_labels_them",
       ("        if self.out_of_domain is None:\n            return probs, np.zeros(len(probs), bool)", "        if True:\n            return probs, np.zeros(len(probs), bool)")),
     m("new rows out of the base domain train the main head", "mmscore/training/recipe.py", "tests/test_extending.py::test_rows_out_of_the_base_domain_leave_its_main_head_as_it_was",
