@@ -56,6 +56,37 @@ def score_with_progress(console: Console, scorer, run, **run_options):
         return scorer.run(run, on_start=on_start, on_progress=on_progress, **run_options)
 
 
+def train_with_progress(console: Console, train, options):
+    """``train(options, on_progress)`` under a progress bar with pairs/s and the running loss."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f} pairs/s  loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("train", total=None, rate=0.0, loss=float("nan"))
+        start = {"done": None}
+
+        def on_progress(done: int, total: int, loss: float) -> None:
+            elapsed = progress.tasks[task].elapsed or 1e-9
+            start["done"] = done if start["done"] is None else start["done"]  # resumed pairs are not this run's
+            progress.update(task, completed=done, total=total, loss=loss, rate=(done - start["done"]) / elapsed)
+
+        return train(options, on_progress)
+
+
 def print_score_summary(console: Console, summary, output: str) -> None:
     line = (
         f"scored {summary.rows} rows -> {output} in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s, "

@@ -44,6 +44,8 @@ class ModelCard:
     base: dict = field(default_factory=dict)
     # the second head (out_of_domain.npz): what it is, its rows, their held-out figures, routing on training pairs
     out_of_domain: dict = field(default_factory=dict)
+    # the pair reader (pair_reader.npz) the second head reads pairs with: what it was trained on, its dev accuracy
+    pair_reader: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         from mmscore.model.pair_features import KNOWN as KNOWN_PAIR_FEATURES
@@ -78,8 +80,10 @@ class ModelCard:
         lexical = f"+{self.pair_features}" if self.pair_features else ""
         data = self.training_data_sha256[:12] or "untrained"
         second = self.out_of_domain.get("rows_sha256", "")
+        reader = self.pair_reader.get("sha256", "")
+        second += f"+pair-reader/{reader[:12]}" if reader else ""
         return f"{self.text_encoder}{tuned}+{self.image_encoder}{lexical}/{self.loss}/{data}" + (
-            f"+second-head/{second[:12]}" if second else ""
+            f"+second-head/{second[:12]}{second[64:]}" if second else ""
         )
 
     def save(self, directory: Path) -> None:

@@ -1,18 +1,28 @@
-"""The second head: labels the pairs unlike the main head's training pairs, from what any pair of sentences shows.
+"""The second head: labels the pairs unlike the main head's training pairs, from what the pair reader reads.
 
 The main head learned the training tweets' habits (a near-copy repost is Implies, the same template with
-other numbers is Contradictory) and is confidently wrong on plain language. The second head is a multinomial
-logistic regression over features every sentence pair has: the absolute difference of the two (unit) text
-vectors, their cosine, and the ``lexical-v2`` word features (negation mismatch, antonyms, numbers). It is
-fitted on labelled pairs unlike the training tweets (the shipped model: the invented plain-language pairs of
-``sample_data/plain_pairs.csv``; an extended model: those plus the user's new rows), and keeps those rows
-(vectors, surface forms, word features; never texts), so an extension can refit it.
+other numbers is Contradictory) and is confidently wrong on plain language. The second head reads the pair
+with the **pair reader** (:mod:`mmscore.model.pair_reader`, a cross-encoder trained on SNLI) and maps its
+entailment / neutral / contradiction onto mmscore's labels (:func:`mapped`):
 
-**Routing.** A row goes to the second head when the main in-domain reference rejects it *and* it is more
-typical of the second head's pairs than of the main head's: each head's pairs have their own reference
-(:mod:`mmscore.model.domain`), and the two ``in_domain_score`` percentiles are compared. An atypical tweet
-stays with the main head (it is even less like plain sentences); a plain sentence pair goes to the second.
-Photos play no part in the second head: such rows are judged on their texts.
+- entailment -> Implies;
+- contradiction -> Contradictory only as far as both texts speak of the same thing, ``r = sigmoid(a cos + b)`` of
+  the two sentence vectors' cosine (in SNLI a hypothesis about another scene is a contradiction; in mmscore it
+  is NoEntailment); the rest of it -> NoEntailment;
+- neutral -> NoEntailment.
+
+``a, b`` are fitted on which pairs are about the same scene; a multinomial logistic regression over the log of
+the three mapped probabilities then calibrates them to the labelled rows (so a user's rows can still teach it).
+
+It is fitted on SNLI pairs the pair reader never trained on (its dev split), plus pairs built by joining texts
+of different captions, NoEntailment by construction; an extended model adds the user's new rows. It keeps those
+rows as numbers (vectors, the reader's outputs, labels; never a text), so an extension can refit it.
+
+**Routing** (:func:`route`). A row goes to the second head when the main head's in-domain reference
+(:mod:`mmscore.model.domain`) rejects it: the main head is calibrated only on pairs like its training tweets, and
+the pair reader reads any pair of sentences. (An earlier rule also asked the row to be more typical of the second
+head's own pairs; plain pairs with a number or an accent then stayed with the main head, which labels them all
+NoEntailment.) Photos play no part in the second head: such rows are judged on their texts.
 """
 
 from __future__ import annotations
@@ -20,19 +30,17 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from mmscore.errors import InvalidModelError, first_line
 from mmscore.labels import LABELS
-from mmscore.model.domain import DomainReference, fit_domain_held_out, text_form, unit
-from mmscore.model.pair_features import V2, pair_features
+from mmscore.model.domain import unit
 
 OUT_OF_DOMAIN_FILE = "out_of_domain.npz"
-LEXICAL = V2  # the word features it sees (fixed: a kept row's features must mean the same when refitted)
-STRENGTH = 0.3  # inverse L2 strength; chosen by grouped CV on the plain pairs (train/README.md)
+STRENGTH = 1.0  # inverse L2 strength of the mapping (6 inputs, thousands of rows: barely binding)
+FLOOR = 1e-6  # the reader's probabilities are clipped here before the log (a kept row never holds -inf)
 FOLDS = 5
 
 
@@ -42,23 +50,25 @@ class SecondRows:
 
     vectors_1: np.ndarray  # (n, d) unit text vectors
     vectors_2: np.ndarray
-    form_1: np.ndarray  # (n, f) mmscore.model.domain.text_form of each text
-    form_2: np.ndarray
-    lexical: np.ndarray  # (n, DIMS[LEXICAL]) word features of the pair
+    nli: np.ndarray  # (n, 3) the pair reader's probabilities: entailment, neutral, contradiction
+    related: np.ndarray  # (n,) 1: both texts about the same thing, 0: not, -1: not known (taken from the label)
     labels: np.ndarray  # (n,) label indices
     weights: np.ndarray  # (n,) how often each row counts
     folds: np.ndarray  # (n,) held-out folds: pairs sharing their first text share a fold
 
     @classmethod
-    def of_pairs(cls, vectors_1, vectors_2, texts_1, texts_2, labels, weight: float = 1.0) -> SecondRows:
+    def of_pairs(
+        cls, vectors_1, vectors_2, texts_1, texts_2, labels, nli, weight: float = 1.0, related=None
+    ) -> SecondRows:
+        """``nli``: the pair reader's ``(n, 3)`` probabilities of the pairs; ``related``: which pairs are about the
+        same thing, where known (pairs built from two scenes: 0)."""
         texts_1, texts_2 = list(texts_1), list(texts_2)
         firsts = {text: i for i, text in enumerate(dict.fromkeys(texts_1))}
         return cls(
             unit(vectors_1),
             unit(vectors_2),
-            text_form(texts_1),
-            text_form(texts_2),
-            pair_features(texts_1, texts_2, LEXICAL),
+            np.asarray(nli, np.float32).reshape(len(texts_1), 3),
+            np.full(len(texts_1), -1.0) if related is None else np.asarray(related, np.float64),
             np.asarray(labels, np.int64),
             np.full(len(texts_1), float(weight)),
             np.array([firsts[text] % FOLDS for text in texts_1], np.int64),
@@ -72,22 +82,41 @@ class SecondRows:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def inputs(self, rows=slice(None)) -> np.ndarray:
-        return second_head_inputs(self.vectors_1[rows], self.vectors_2[rows], self.lexical[rows])
+    def cosines(self) -> np.ndarray:
+        return (self.vectors_1 * self.vectors_2).sum(1).astype(np.float64)
 
     def subset(self, rows) -> SecondRows:
         return SecondRows(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
 
 
-def second_head_inputs(vectors_1, vectors_2, lexical) -> np.ndarray:
-    """``(n, d + 1 + lexical)`` float32: |u - v|, cos(u, v), then the word features."""
-    u, v = unit(vectors_1), unit(vectors_2)
-    return np.hstack([np.abs(u - v), (u * v).sum(1, keepdims=True), lexical]).astype(np.float32)
+def mapped(cos, nli, relatedness) -> np.ndarray:
+    """``(n, 3)`` in label order (Contradictory, Implies, NoEntailment): the reader's contradiction times
+    ``r = sigmoid(a cos + b)``, its entailment, and its neutral plus the unrelated part of its contradiction."""
+    a, b = (float(x) for x in relatedness)
+    p = np.clip(np.asarray(nli, np.float64).reshape(-1, 3), 0.0, 1.0)
+    r = 1.0 / (1.0 + np.exp(-(a * np.asarray(cos, np.float64) + b)))
+    entailment, neutral, contradiction = p[:, 0], p[:, 1], p[:, 2]
+    return np.stack([contradiction * r, entailment, neutral + contradiction * (1.0 - r)], 1)
 
 
-def pair_inputs(vectors_1, vectors_2, texts_1, texts_2) -> np.ndarray:
-    """:func:`second_head_inputs` of scored pairs: their text vectors and texts."""
-    return second_head_inputs(vectors_1, vectors_2, pair_features(list(texts_1), list(texts_2), LEXICAL))
+def cosine(vectors_1, vectors_2) -> np.ndarray:
+    return (unit(vectors_1) * unit(vectors_2)).sum(1).astype(np.float64)
+
+
+def fit_relatedness(cos: np.ndarray, related: np.ndarray) -> np.ndarray:
+    """``(a, b)`` of ``sigmoid(a cos + b)``: how likely two texts with this cosine speak of the same thing."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(np.unique(related)) < 2:
+        raise ValueError("the second head needs pairs about the same thing and pairs about different things")
+    model = LogisticRegression(C=100.0, max_iter=1000).fit(cos.reshape(-1, 1), related.astype(int))
+    return np.array([model.coef_[0, 0], model.intercept_[0]])
+
+
+def route(main_in_domain) -> np.ndarray:
+    """Which rows the second head labels: those out of the main head's domain. The one rule that scoring,
+    training's routing figures and extension (which head a new row trains) use."""
+    return ~np.asarray(main_in_domain, bool)
 
 
 @dataclass(frozen=True)
@@ -95,17 +124,30 @@ class OutOfDomainHead:
     """A fitted second head and the rows it was fitted on."""
 
     rows: SecondRows
+    relatedness: np.ndarray  # (2,) a, b of r = sigmoid(a cos + b) (see mapped)
     mean: np.ndarray  # (k,) standardisation of the inputs
     scale: np.ndarray  # (k,)
     coef: np.ndarray  # (labels, k)
     intercept: np.ndarray  # (labels,)
 
+    @staticmethod
+    def inputs_of(cos, nli, relatedness) -> np.ndarray:
+        """The regression's inputs: the log of the :func:`mapped` probabilities."""
+        return np.log(np.clip(mapped(cos, nli, relatedness), FLOOR, 1.0)).astype(np.float32)
+
+    def inputs(self, vectors_1, vectors_2, nli) -> np.ndarray:
+        return self.inputs_of(cosine(vectors_1, vectors_2), nli, self.relatedness)
+
     @classmethod
     def fit(cls, rows: SecondRows) -> OutOfDomainHead:
-        """Balanced labels (each weighs the same in total), standardised inputs, L2 at :data:`STRENGTH`."""
+        """Relatedness on the rows where it is known (else: Implies and Contradictory rows count as related), then
+        balanced labels (each weighs the same in total), standardised inputs, L2 at :data:`STRENGTH`."""
         from sklearn.linear_model import LogisticRegression
 
-        inputs, labels, weights = rows.inputs(), rows.labels, rows.weights
+        known = rows.related >= 0
+        related = rows.related[known] if known.any() else (rows.labels != LABELS.index("NoEntailment")).astype(float)
+        relatedness = fit_relatedness(rows.cosines()[known] if known.any() else rows.cosines(), related)
+        inputs, labels, weights = cls.inputs_of(rows.cosines(), rows.nli, relatedness), rows.labels, rows.weights
         present = np.unique(labels)
         if len(present) < 2:
             raise ValueError("the second head needs labelled pairs of at least two labels")
@@ -119,7 +161,7 @@ class OutOfDomainHead:
             coef[present[1]], intercept[present[1]], intercept[present[0]] = model.coef_[0], model.intercept_[0], 0.0
         else:
             coef[present], intercept[present] = model.coef_, model.intercept_
-        return cls(rows, mean, scale, coef, intercept)
+        return cls(rows, relatedness, mean, scale, coef, intercept)
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         logits = ((np.asarray(inputs, np.float64) - self.mean) / self.scale) @ self.coef.T + self.intercept
@@ -127,36 +169,22 @@ class OutOfDomainHead:
         e = np.exp(logits)
         return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
-    @cached_property
-    def reference(self) -> DomainReference | None:
-        """How typical a pair is of this head's pairs (None with too few of them to have neighbours)."""
-        r = self.rows
-        fitted = fit_domain_held_out(r.vectors_1, r.vectors_2, r.form_1, r.form_2, r.folds)
-        return None if fitted is None else fitted[0]
+    def takes(self, main_in_domain) -> np.ndarray:
+        """Which rows this head labels (:func:`route`)."""
+        return route(main_in_domain)
 
-    def takes(self, main_score, main_in_domain, vectors_1, vectors_2, texts_1, texts_2) -> np.ndarray:
-        """Which rows this head labels: out of the main domain, and more typical of this head's pairs (only the
-        rows out of the main domain are placed among its pairs: in-domain rows never come here)."""
-        taken = ~np.asarray(main_in_domain, bool)
-        rows = np.flatnonzero(taken)
-        if self.reference is None or not len(rows):
-            return taken
-        picked = [[texts[i] for i in rows] for texts in (texts_1, texts_2)]
-        score, _ = self.reference.score(vectors_1[rows], vectors_2[rows], *picked)
-        taken[rows] = score > np.asarray(main_score, np.float32)[rows]
-        return taken
-
-    def judge(self, probs, domain, vectors_1, vectors_2, texts_1, texts_2) -> tuple[np.ndarray, np.ndarray]:
+    def judge(self, probs, domain, vectors_1, vectors_2, texts_1, texts_2, nli) -> tuple[np.ndarray, np.ndarray]:
         """``(probs, taken)``: the main head's ``probs`` with the rows this head :meth:`takes` relabelled by it,
-        and which rows those are. ``domain``: the rows' ``(in_domain_score, in_domain)`` under the main reference.
+        and which rows those are. ``domain``: the rows' ``(in_domain_score, in_domain)`` under the main reference;
+        ``nli(texts_1, texts_2)``: the pair reader, called on the taken rows only.
         What scoring does per chunk, and what training reports as the routing of its own pairs."""
-        taken = self.takes(*domain, vectors_1, vectors_2, texts_1, texts_2)
+        taken = self.takes(domain[1])
         rows = np.flatnonzero(taken)
         if not len(rows):
             return probs, taken
         picked = [[texts[i] for i in rows] for texts in (texts_1, texts_2)]
         probs = np.array(probs, copy=True)
-        probs[rows] = self.probabilities(pair_inputs(vectors_1[rows], vectors_2[rows], *picked))
+        probs[rows] = self.probabilities(self.inputs(vectors_1[rows], vectors_2[rows], nli(*picked)))
         return probs, taken
 
     def held_out_predictions(self) -> np.ndarray | None:
@@ -170,7 +198,10 @@ class OutOfDomainHead:
             kept = self.rows.subset(~test)
             if len(np.unique(kept.labels)) < 2:
                 return None
-            pred[test] = OutOfDomainHead.fit(kept).probabilities(self.rows.inputs(test)).argmax(1)
+            fitted, r = OutOfDomainHead.fit(kept), self.rows
+            pred[test] = fitted.probabilities(fitted.inputs(r.vectors_1[test], r.vectors_2[test], r.nli[test])).argmax(
+                1
+            )
         return pred
 
     def card_facts(self) -> dict:
@@ -180,22 +211,29 @@ class OutOfDomainHead:
             digest.update(np.ascontiguousarray(getattr(self.rows, name)).tobytes())
         return {
             "rows_sha256": digest.hexdigest(),  # the model id names it: another second head, another model
-            "method": f"logistic regression on |u-v|, cos and {LEXICAL} of the two texts (C={STRENGTH}, balanced "
-            "labels); labels the rows the in-domain reference rejects that are more typical of its own pairs",
+            "method": "the pair reader's entailment -> Implies, contradiction -> Contradictory as far as the texts are "
+            "related (sigmoid of their sentence-vector cosine), the rest -> NoEntailment; calibrated by a logistic "
+            f"regression (C={STRENGTH}, balanced labels); labels the rows the in-domain reference rejects",
+            "relatedness": {
+                "a": float(self.relatedness[0]),
+                "b": float(self.relatedness[1]),
+                "cosine_at_even_odds": float(-self.relatedness[1] / self.relatedness[0]),
+            },  # fmt: skip
             "rows": int(len(self.rows)),
             "rows_per_label": {label: int(c) for label, c in zip(LABELS, counts, strict=True)},
         }
 
     def save(self, handle) -> None:
         kept = {name: getattr(self.rows, name) for name in SecondRows.__dataclass_fields__}
-        kept.update(mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)
+        kept.update(relatedness=self.relatedness, mean=self.mean, scale=self.scale, coef=self.coef)
+        kept.update(intercept=self.intercept)
         np.savez_compressed(handle, **kept)
 
     @classmethod
     def load(cls, path: Path) -> OutOfDomainHead:
         with np.load(path, allow_pickle=False) as z:
             rows = SecondRows(**{name: z[name] for name in SecondRows.__dataclass_fields__})
-            return cls(rows, z["mean"], z["scale"], z["coef"], z["intercept"])
+            return cls(rows, z["relatedness"], z["mean"], z["scale"], z["coef"], z["intercept"])
 
 
 def load_out_of_domain(directory: Path | None) -> OutOfDomainHead | None:

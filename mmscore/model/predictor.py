@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache as functools_cache
 from functools import cached_property
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from mmscore.model.card import CARD_FILE, HEAD_FILE, ModelCard
 from mmscore.model.domain import load_domain
 from mmscore.model.head_inputs import head_inputs, lexical_width
 from mmscore.model.out_of_domain import load_out_of_domain
+from mmscore.model.pair_reader import PAIR_READER_FILE, load_pair_reader
 from mmscore.model.preprocessor import PairPreprocessor, unit_pixels_tensor, visible_image_mask
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
@@ -63,6 +65,8 @@ class Predictor:
             raise InvalidModelError(f"{directory / HEAD_FILE}: refused to load ({first_line(exc, 200)})") from exc
         if card.text_encoder_weights and not (directory / card.text_encoder_weights).is_file():
             raise InvalidModelError(f"{directory}: fine-tuned text encoder weights {card.text_encoder_weights} missing")
+        if (directory / "out_of_domain.npz").is_file() and not (directory / PAIR_READER_FILE).is_file():
+            raise InvalidModelError(f"{directory}: its second head needs {PAIR_READER_FILE}, which is missing")
         if bool(card.pair_features) != bool(lexical_width(head)):
             raise InvalidModelError(f"{directory}: the card's pair_features and the head's inputs disagree")
         return cls(card, head, directory, resolve_precision(precision))
@@ -86,7 +90,20 @@ class Predictor:
         ``(in_domain_score, in_domain)``. Unchanged, none taken, for a model without a second head."""
         if self.out_of_domain is None:
             return probs, np.zeros(len(probs), bool)
-        return self.out_of_domain.judge(probs, domain, vectors_1, vectors_2, texts_1, texts_2)
+        return self.out_of_domain.judge(probs, domain, vectors_1, vectors_2, texts_1, texts_2, self.nli_probabilities)
+
+    @cached_property
+    def pair_reader(self):
+        """The model's pair reader (:mod:`mmscore.model.pair_reader`), or None for a model without one."""
+        from mmscore.precision import encoder_dtype
+
+        return load_pair_reader(self.directory, encoder_dtype(self.precision))
+
+    def nli_probabilities(self, texts_1, texts_2) -> np.ndarray:
+        """``(n, 3)``: entailment, neutral, contradiction, as this model's pair reader reads each pair."""
+        if self.pair_reader is None:
+            raise InvalidModelError(f"{self.directory}: this model has no pair reader ({PAIR_READER_FILE})")
+        return self.pair_reader.probabilities(list(texts_1), list(texts_2))
 
     @property
     def lexical_width(self) -> int:
@@ -165,3 +182,9 @@ class Predictor:
             return head(inputs, training=False), texts[:n], texts[n:]
 
         return step
+
+
+@functools_cache
+def shared_predictor(directory: str | Path | None = None, precision: str = "auto") -> Predictor:
+    """One loaded :class:`Predictor` per model directory and precision, for callers that score again and again."""
+    return Predictor.load(directory, precision)

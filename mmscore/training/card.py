@@ -17,6 +17,7 @@ from mmscore.metrics import fit_temperature
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
 from mmscore.model.domain import DOMAIN_FILE, fit_domain_held_out
 from mmscore.model.out_of_domain import OUT_OF_DOMAIN_FILE
+from mmscore.model.pair_reader import PAIR_READER_FILE
 from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
 from mmscore.training.cross_fitting import tune_offsets
 from mmscore.training.embeddings import PairEmbeddings, image_rows
@@ -37,15 +38,17 @@ def data_sha256(path: str | Path) -> str:
 
 
 def save_model(
-    out_dir: Path, head, card: ModelCard, tuned_text_encoder=None, domain=None, rows=None, second=None
+    out_dir: Path, head, card: ModelCard, tuned_text_encoder=None, domain=None, rows=None, second=None, reader=None
 ) -> None:
     """Write the model directory, each file atomically; the card goes last, so a half-written model never loads.
     ``domain``: the in-domain reference (:mod:`mmscore.model.domain`); ``rows``: the training rows a later
     ``--base`` extension trains on (:mod:`mmscore.model.training_rows`); ``second``: the head for rows out of
-    domain (:mod:`mmscore.model.out_of_domain`); each written beside the head."""
+    domain (:mod:`mmscore.model.out_of_domain`); ``reader``: the pair reader file the second head reads with
+    (:mod:`mmscore.model.pair_reader`), copied in with it; each written beside the head."""
     with _writing_model(out_dir):
         with atomic_path(out_dir / HEAD_FILE) as tmp:
             head.save(tmp)
+        _copy_reader(reader if second is not None else None, out_dir)
         for name, content in ((DOMAIN_FILE, domain), (TRAINING_ROWS_FILE, rows), (OUT_OF_DOMAIN_FILE, second)):
             _write_kept(out_dir / name, content)
         (out_dir / TEXT_WEIGHTS_FILE).unlink(missing_ok=True)
@@ -72,9 +75,21 @@ def _write_kept(path: Path, content) -> None:
             content.save(handle)
 
 
-def copy_model_files(base_dir: Path, out_dir: Path, second, card: ModelCard) -> None:
+def _copy_reader(reader: Path | None, out_dir: Path) -> None:
+    """The pair reader file into the model folder (removed when the model has no second head to read for)."""
+    target = out_dir / PAIR_READER_FILE
+    if reader is not None and Path(reader).resolve() == target.resolve():
+        return
+    target.unlink(missing_ok=True)
+    if reader is not None:
+        with atomic_path(target) as tmp:
+            shutil.copyfile(reader, tmp)
+
+
+def copy_model_files(base_dir: Path, out_dir: Path, second, card: ModelCard, reader: Path | None = None) -> None:
     """A model directory made of ``base_dir``'s head, reference and training rows, ``second`` as its second head
-    and ``card``; each file written atomically, the card last."""
+    (reading with ``reader``, by default the base's pair reader) and ``card``; each file written atomically, the
+    card last."""
     with _writing_model(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in (HEAD_FILE, DOMAIN_FILE, TRAINING_ROWS_FILE, TEXT_WEIGHTS_FILE):
@@ -83,6 +98,7 @@ def copy_model_files(base_dir: Path, out_dir: Path, second, card: ModelCard) -> 
                 with atomic_path(out_dir / name) as tmp:
                     shutil.copyfile(base_dir / name, tmp)
         _write_kept(out_dir / OUT_OF_DOMAIN_FILE, second)
+        _copy_reader((reader or base_dir / PAIR_READER_FILE) if second is not None else None, out_dir)
         card.save(out_dir)
 
 

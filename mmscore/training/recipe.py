@@ -21,8 +21,9 @@ from mmscore.images.fetcher import ImageFetcher
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.model.card import ModelCard
 from mmscore.model.domain import load_domain, text_form
-from mmscore.model.out_of_domain import load_out_of_domain
+from mmscore.model.out_of_domain import load_out_of_domain, route
 from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
+from mmscore.model.pair_reader import PAIR_READER_FILE, PairReader
 from mmscore.model.preprocessor import PairPreprocessor
 from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
 from mmscore.training.card import copy_model_files, data_sha256, kept_of_training, model_card, now, save_model
@@ -31,7 +32,13 @@ from mmscore.training.embeddings import PairEmbeddings, embed_pairs, read_labell
 from mmscore.training.head_fit import FineTuner, fit_heads
 from mmscore.training.options import Progress, TrainOptions, TrainResult
 from mmscore.training.probes import PhotoPlan, photo_plan
-from mmscore.training.second_head import fit_second_head, routing_metrics, second_head_facts, second_rows
+from mmscore.training.second_head import (
+    fit_second_head,
+    reader_facts,
+    routing_metrics,
+    second_head_facts,
+    second_rows,
+)
 
 
 @contextmanager
@@ -103,15 +110,36 @@ def _extended(rows: TrainingRows, emb: PairEmbeddings, y, forms, options: TrainO
     return combined, np.concatenate([rows.labels, y]), forms, layout
 
 
-def second_head_parts(base_dir, pairs, embed) -> list:
+def second_head_parts(base_dir, pairs, embed, nli) -> list:
     """The second head's rows so far: the base model's own (an extension) and ``pairs`` (labelled pairs unlike
     the main data)."""
     kept = load_out_of_domain(base_dir) if base_dir else None
     parts = [kept.rows] if kept is not None else []
     if pairs is not None:
         extra, _skipped = read_labelled_pairs(pairs)
-        parts.append(second_rows(extra, embed(extra)))
+        parts.append(second_rows(extra, embed(extra), nli))
     return parts
+
+
+def reader_file(base_dir: Path | None) -> Path:
+    """The pair reader a trained model's second head reads with: its base's, else the shipped model's."""
+    from mmscore.model.predictor import DEFAULT_MODEL_DIR
+
+    if base_dir is not None and (Path(base_dir) / PAIR_READER_FILE).is_file():
+        return Path(base_dir) / PAIR_READER_FILE
+    return DEFAULT_MODEL_DIR / PAIR_READER_FILE
+
+
+def lazy_reader(path: Path):
+    """``nli(texts_1, texts_2)`` from the pair reader at ``path``, loaded on the first call only."""
+    loaded = []
+
+    def nli(texts_1, texts_2):
+        if not loaded:
+            loaded.append(PairReader.load(path))
+        return loaded[0].probabilities(texts_1, texts_2)
+
+    return nli
 
 
 def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings) -> np.ndarray:
@@ -120,7 +148,7 @@ def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings) -> np.nd
     reference = load_domain(base_dir)
     if reference is None:
         return np.zeros(len(df), bool)
-    return ~reference.score(emb.text_1, emb.text_2, list(df["text_1"]), list(df["text_2"]))[1]
+    return route(reference.score(emb.text_1, emb.text_2, list(df["text_1"]), list(df["text_2"]))[1])
 
 
 def _lineage(base_dir: Path, base_card: ModelCard, base_rows: int, new_hash: str, outside, weight: int) -> dict:
@@ -137,13 +165,14 @@ def _lineage(base_dir: Path, base_card: ModelCard, base_rows: int, new_hash: str
     }
 
 
-def _second_head_only(base_dir, base_card, parts, out_dir, lineage, data_hash, progress) -> ModelCard:
+def _second_head_only(base_dir, base_card, parts, out_dir, lineage, data_hash, progress, reader) -> ModelCard:
     """An extension whose new rows are all out of the base's domain: the base's main head, reference and rows
     are kept as they are (its CV figures stand), and only the second head is refitted."""
     second = fit_second_head(parts, progress)
     card = replace(base_card, base=lineage, training_data_sha256=data_hash, trained_at=now())
+    card.pair_reader = reader_facts(reader) if second else {}
     card.out_of_domain = second_head_facts(second, None) if second else {}
-    copy_model_files(base_dir, Path(out_dir), second, card)
+    copy_model_files(base_dir, Path(out_dir), second, card, reader)
     return card
 
 
@@ -194,15 +223,17 @@ def train_model(
     if options.pair_features:
         emb.pair_features = PairPreprocessor(options.pair_features).pair_features(df["text_1"], df["text_2"])
     embed = lambda frame: embed_pairs(frame, None, fetcher, text, image, cache_root)  # noqa: E731 (texts only)
-    parts = second_head_parts(base_dir, out_of_domain_pairs, embed)
+    reader = reader_file(base_dir)
+    nli = lazy_reader(reader)
+    parts = second_head_parts(base_dir, out_of_domain_pairs, embed, nli)
     if base_card:  # new rows out of the base's domain extend its second head, the others its main head
         outside = outside_base(base_dir, df, emb)
         if outside.any():
-            parts.append(second_rows(df[outside], emb.subset(outside), new_weight))
+            parts.append(second_rows(df[outside], emb.subset(outside), nli, new_weight))
         lineage = _lineage(base_dir, base_card, len(base_rows), data_hash, outside, new_weight)
         data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
         if outside.all():
-            card = _second_head_only(base_dir, base_card, parts, out_dir, lineage, data_hash, progress)
+            card = _second_head_only(base_dir, base_card, parts, out_dir, lineage, data_hash, progress, reader)
             elapsed = time.perf_counter() - started
             return TrainResult(
                 card, card.cv_metrics.get("per_loss", {}), card.loss, skipped, statuses, encoded, elapsed
@@ -234,10 +265,11 @@ def train_model(
     card.domain = domain.card_facts(text.name) if domain is not None else {}
     if second is not None:
         card.out_of_domain = second_head_facts(second, out_of_domain_pairs)
+        card.pair_reader = reader_facts(reader)
         if base_rows is None:  # the training texts are at hand (an extension keeps the base's as vectors only)
-            routing = routing_metrics(oofs[chosen], y, layout, held_out, second, df, emb)
+            routing = routing_metrics(oofs[chosen], y, layout, held_out, second, df, emb, nli)
             card.out_of_domain["routing_on_training_pairs"] = routing
-    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain, rows, second)
+    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain, rows, second, reader)
     elapsed = time.perf_counter() - started
     return TrainResult(card, per_loss, chosen, skipped, statuses, encoded, elapsed)
 

@@ -1,0 +1,204 @@
+"""The pair reader: a cross-encoder that reads both texts of a pair together and says entailment / neutral /
+contradiction.
+
+A bi-encoder places a statement and its negation close together ("the concert is cancelled" / "the concert goes
+ahead"), so no head over two sentence vectors can tell Implies from Contradictory. The pair reader packs the two
+texts as one sequence, ``[CLS] text_1 [SEP] text_2 [SEP]`` with segment ids 0 / 1, through all-MiniLM-L6-v2 (the
+text encoder mmscore already installs), mean-pools the tokens and classifies them.
+
+Only what training changed is kept (``pair_reader.npz``): the transformer layers and the classifier (float16), or a
+LoRA adapter and the classifier, never the embeddings. The base weights come from the installed package and are
+checked by hash before the kept weights are laid over them, so a pair reader never runs on other weights.
+
+Its probabilities come in :data:`NLI_LABELS` order (entailment, neutral, contradiction): SNLI's meaning, where a
+hypothesis about another scene is a contradiction. :mod:`mmscore.model.second_head` maps them onto mmscore's labels.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from mmscore.errors import InvalidModelError, first_line
+
+PAIR_READER_FILE = "pair_reader.npz"
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+LORA_TARGETS = ("query", "key", "value", "attention_output", "feedforward_intermediate_dense",
+                "feedforward_output_dense")  # fmt: skip
+# Never trained, never shipped: the embedding tables, and BERT's pooler (this checkpoint never trained it either).
+FROZEN = ("token_embedding", "position_embedding", "segment_embedding", "pooled_dense")
+MAX_TOKENS = 128  # a packed pair longer than this loses tokens from its longer text (SNLI pairs: 27 on average)
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class PairReaderConfig:
+    """How a pair reader was built: what loading needs to rebuild the same network."""
+
+    lora_rank: int = 0  # 0: the transformer layers were tuned in full
+    max_tokens: int = MAX_TOKENS
+    base_weights_sha256: str = ""  # the installed MiniLM's weights it was trained from (mmscore.encoders.base)
+
+
+def pack_pairs(ids_1: list[np.ndarray], ids_2: list[np.ndarray], cls: int, sep: int, max_tokens: int):
+    """Token ids of two texts per pair -> ``(token_ids, segment_ids)`` int32, padded with 0 to the longest packed
+    pair: ``[CLS] a [SEP] b [SEP]``; a pair longer than ``max_tokens`` drops tokens from the end of its longer text."""
+    budget = max_tokens - 3
+    rows = []
+    for a, b in zip(ids_1, ids_2, strict=True):
+        a, b = list(a), list(b)
+        while len(a) + len(b) > budget:
+            (a if len(a) >= len(b) else b).pop()
+        rows.append(([cls, *a, sep], [*b, sep]))
+    width = max((len(a) + len(b) for a, b in rows), default=1)
+    width = -(-width // 8) * 8  # a few shapes only: the compiled step is not retraced for every length
+    token_ids = np.zeros((len(rows), width), np.int32)
+    segment_ids = np.zeros((len(rows), width), np.int32)
+    for i, (a, b) in enumerate(rows):
+        token_ids[i, : len(a) + len(b)] = a + b
+        segment_ids[i, len(a) : len(a) + len(b)] = 1
+    return token_ids, segment_ids
+
+
+def token_lists(tokenizer, texts) -> list[np.ndarray]:
+    """Each text's word-piece ids (no special tokens), as int32 arrays; a missing text is empty."""
+    texts = ["" if t is None else str(t) for t in texts]
+    if not texts:
+        return []
+    rows = tokenizer(texts)
+    rows = rows.to_list() if hasattr(rows, "to_list") else rows  # a RaggedTensor inside TensorFlow, else lists
+    return [np.asarray(row, np.int32) for row in rows]
+
+
+def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Row indices in batches of similar length (padding is most of the cost of short pairs)."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def build_network(config: PairReaderConfig, dtype: str | None = None):
+    """``(network, backbone)``: MiniLM from its package, LoRA or trainable layers as ``config`` says, mean pooling
+    and a 3-way classifier. ``network`` maps ``[token_ids, segment_ids]`` to float32 logits."""
+    import keras
+    import keras_hub
+
+    from mmscore.encoders.text_minilm import model_dir
+
+    backbone = keras_hub.models.BertBackbone.from_preset(str(model_dir()), **({"dtype": dtype} if dtype else {}))
+    if config.lora_rank:
+        backbone.enable_lora(config.lora_rank, list(LORA_TARGETS))
+    for name in FROZEN:
+        backbone.get_layer(name).trainable = False
+    token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+    segment_ids = keras.Input((None,), dtype="int32", name="segment_ids")
+    mask = keras.ops.not_equal(token_ids, 0)
+    sequence = backbone({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": mask})["sequence_output"]
+    weights = keras.ops.expand_dims(keras.ops.cast(mask, "float32"), -1)
+    pooled = keras.ops.sum(keras.ops.cast(sequence, "float32") * weights, 1) / keras.ops.sum(weights, 1)
+    logits = keras.layers.Dense(len(NLI_LABELS), dtype="float32", name="nli_logits")(pooled)
+    return keras.Model([token_ids, segment_ids], logits, name="pair_reader"), backbone
+
+
+def kept_weights(network) -> dict[str, np.ndarray]:
+    """What training changed, by variable path (float16 for full layers, float32 for a LoRA adapter)."""
+    return {v.path: np.asarray(v.numpy()) for v in network.trainable_weights}
+
+
+def save_pair_reader(path: Path, network, config: PairReaderConfig, facts: dict | None = None) -> None:
+    weights = kept_weights(network)
+    if not config.lora_rank:  # 10.6 M numbers: float16 halves the file and moves no SNLI dev label we measured
+        weights = {k: v.astype(np.float16) for k, v in weights.items()}
+    arrays = {f"w/{k}": v for k, v in weights.items()}
+    meta = {"config": asdict(config), "facts": facts or {}}
+    tmp = Path(path).with_suffix(".tmp.npz")
+    np.savez(tmp, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    tmp.replace(path)
+
+
+class PairReader:
+    """A loaded pair reader. ``probabilities(texts_1, texts_2)`` -> ``(n, 3)`` in :data:`NLI_LABELS` order."""
+
+    def __init__(self, network, tokenizer, config: PairReaderConfig, facts: dict):
+        self.network, self.tokenizer, self.config, self.facts = network, tokenizer, config, facts
+
+    @classmethod
+    def load(cls, path: Path | str, dtype: str | None = None) -> PairReader:
+        import keras_hub
+
+        from mmscore.encoders.text_minilm import model_dir
+
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                weights = {k[2:]: z[k] for k in z.files if k.startswith("w/")}
+            config = PairReaderConfig(**meta["config"])
+        except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InvalidModelError(
+                f"{path}: not a pair reader this version can read ({first_line(exc, 200)})"
+            ) from exc
+        network, _ = build_network(config, dtype)
+        if config.base_weights_sha256 and config.base_weights_sha256 != base_weights_sha256(network):
+            raise InvalidModelError(f"{path}: trained from other MiniLM weights than the installed package's")
+        variables = {v.path: v for v in network.trainable_weights}
+        if set(variables) != set(weights):
+            raise InvalidModelError(f"{path}: its weights do not fit the pair reader network (damaged or foreign)")
+        for name, value in weights.items():
+            if tuple(variables[name].shape) != value.shape or not np.isfinite(value).all():
+                raise InvalidModelError(f"{path}: weight {name} is damaged (shape or non-finite values)")
+            variables[name].assign(value.astype(np.float32))
+        tokenizer = keras_hub.tokenizers.BertTokenizer.from_preset(str(model_dir()), strip_accents=True)
+        return cls(network, tokenizer, config, meta.get("facts", {}))
+
+    def token_ids(self, texts) -> list[np.ndarray]:
+        return token_lists(self.tokenizer, texts)
+
+    @cached_property
+    def _step(self):
+        import tensorflow as tf
+
+        network = self.network
+
+        @tf.function(reduce_retracing=True)
+        def step(token_ids, segment_ids):
+            return tf.nn.softmax(network([token_ids, segment_ids], training=False), -1)
+
+        return step
+
+    def probabilities(self, texts_1, texts_2, batch_size: int = BATCH) -> np.ndarray:
+        """``(n, 3)`` float32 rows summing to 1: entailment, neutral, contradiction."""
+        ids_1, ids_2 = self.token_ids(texts_1), self.token_ids(texts_2)
+        out = np.zeros((len(ids_1), len(NLI_LABELS)), np.float32)
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        lengths = np.array([len(a) + len(b) for a, b in zip(ids_1, ids_2, strict=True)])
+        for rows in length_batches(lengths, batch_size):
+            token_ids, segment_ids = pack_pairs([ids_1[i] for i in rows], [ids_2[i] for i in rows], cls, sep,
+                                                self.config.max_tokens)  # fmt: skip
+            out[rows] = np.asarray(self._step(token_ids, segment_ids), np.float32)
+        return out
+
+
+def base_weights_sha256(network) -> str:
+    """The hash of the package weights the pair reader runs on untouched (its own file lays the rest over them)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for v in sorted(network.non_trainable_weights, key=lambda v: v.path):
+        if "seed_generator" in v.path:  # dropout's random state, not a weight
+            continue
+        digest.update(v.path.encode())
+        digest.update(np.ascontiguousarray(v.numpy(), np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def load_pair_reader(directory: Path | None, dtype: str | None = None) -> PairReader | None:
+    """The model directory's pair reader, or None for a model without one."""
+    path = None if directory is None else Path(directory) / PAIR_READER_FILE
+    if path is None or not path.is_file():
+        return None
+    return PairReader.load(path, dtype)

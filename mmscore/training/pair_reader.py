@@ -1,0 +1,320 @@
+"""Training the pair reader (:mod:`mmscore.model.pair_reader`) from a file of premise / hypothesis / label pairs.
+
+A product path, not a notebook: tokenisation is cached (keyed by the file's bytes and the tokenizer), batches
+group pairs of similar length, a checkpoint is written every few hundred steps and ``resume`` continues from
+the last one with the same batches in the same order, the dev split is held out by group (SNLI's ``captionID``:
+pairs sharing a premise never straddle the split), and TensorFlow places the work on a GPU when one is present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mmscore.errors import InputError
+from mmscore.model.pair_reader import (
+    NLI_LABELS,
+    PAIR_READER_FILE,
+    PairReaderConfig,
+    base_weights_sha256,
+    build_network,
+    pack_pairs,
+    save_pair_reader,
+    token_lists,
+)
+
+# Column names accepted for the two texts, the label and the group (first present wins).
+PREMISE = ("premise", "sentence1", "text_1")
+HYPOTHESIS = ("hypothesis", "sentence2", "text_2")
+LABEL = ("label", "gold_label")
+GROUP = ("captionID", "group")
+CHECKPOINT = "checkpoint.npz"
+SHUFFLE_WINDOW = 50  # batches: pairs are sorted by length inside each window of this many batches
+
+
+@dataclass(frozen=True)
+class PairReaderOptions:
+    """How to train a pair reader (``mmscore train-pair-reader``'s options)."""
+
+    data: str
+    out: Path
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 0.0  # 0: 5e-5 for full layers, 1e-3 for a LoRA adapter
+    lora_rank: int = 0
+    dev_share: float = 0.02
+    max_pairs: int = 0  # 0: all
+    seed: int = 0
+    resume: bool = False
+    checkpoint_every: int = 250
+    warmup_share: float = 0.06
+
+    @property
+    def rate(self) -> float:
+        return self.learning_rate or (1e-3 if self.lora_rank else 5e-5)
+
+
+@dataclass
+class NliPairs:
+    """Labelled pairs as token ids (what training reads), with their groups."""
+
+    ids_1: list[np.ndarray]
+    ids_2: list[np.ndarray]
+    labels: np.ndarray  # indices into NLI_LABELS
+    groups: np.ndarray  # str
+    dropped: int = 0  # rows without one of the three labels (SNLI's "-")
+
+    def subset(self, rows: np.ndarray) -> NliPairs:
+        return NliPairs([self.ids_1[i] for i in rows], [self.ids_2[i] for i in rows], self.labels[rows],
+                        self.groups[rows])  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class PairReaderResult:
+    path: Path
+    facts: dict = field(default_factory=dict)
+
+
+def _column(frame, names: tuple[str, ...], what: str, path: str) -> str:
+    for name in names:
+        if name in frame.columns:
+            return name
+    raise InputError(f"{path}: no {what} column (expected one of {', '.join(names)})")
+
+
+def read_nli_frame(path: str):
+    """A CSV/Parquet file of pairs -> DataFrame ``premise, hypothesis, label, group`` (label a string)."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        frame = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001  (any reader failure is the file's fault: one line)
+        raise InputError(f"{path}: cannot read as {'Parquet' if p.suffix == '.parquet' else 'CSV'} ({exc})") from exc
+    premise = _column(frame, PREMISE, "premise", path)
+    hypothesis = _column(frame, HYPOTHESIS, "hypothesis", path)
+    label = _column(frame, LABEL, "label", path)
+    group = next((name for name in GROUP if name in frame.columns), premise)  # no group: pairs of one premise
+    return pd.DataFrame(
+        {
+            "premise": frame[premise].fillna("").astype(str),
+            "hypothesis": frame[hypothesis].fillna("").astype(str),
+            "label": frame[label].fillna("").astype(str).str.strip().str.lower(),
+            "group": frame[group].astype(str),
+        }
+    )
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tokenised_pairs(path: str, tokenizer, cache_dir: Path | None) -> NliPairs:
+    """The file's labelled pairs as token ids, read from the cache when the same bytes were tokenised before."""
+    key = hashlib.sha256(f"{file_sha256(path)}/{tokenizer.vocabulary_size()}/strip_accents".encode()).hexdigest()
+    cached = None if cache_dir is None else Path(cache_dir) / f"nli-tokens-{key[:24]}.npz"
+    if cached is not None and cached.is_file():
+        with np.load(cached, allow_pickle=False) as z:
+            return NliPairs(np.split(z["flat_1"], z["cuts_1"]), np.split(z["flat_2"], z["cuts_2"]), z["labels"],
+                            z["groups"], int(z["dropped"]))  # fmt: skip
+    frame = read_nli_frame(path)
+    known = frame["label"].isin(NLI_LABELS)
+    dropped = int((~known).sum())
+    frame = frame[known].reset_index(drop=True)
+    if not len(frame):
+        raise InputError(f"{path}: no pair labelled {', '.join(NLI_LABELS)}")
+    ids_1, ids_2 = token_lists(tokenizer, frame["premise"]), token_lists(tokenizer, frame["hypothesis"])
+    labels = frame["label"].map({name: i for i, name in enumerate(NLI_LABELS)}).to_numpy(np.int64)
+    pairs = NliPairs(ids_1, ids_2, labels, frame["group"].to_numpy(str), dropped)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npz")
+        np.savez(tmp, flat_1=np.concatenate(ids_1), cuts_1=np.cumsum([len(a) for a in ids_1])[:-1],
+                 flat_2=np.concatenate(ids_2), cuts_2=np.cumsum([len(b) for b in ids_2])[:-1], labels=labels,
+                 groups=pairs.groups, dropped=dropped)  # fmt: skip
+        tmp.replace(cached)
+    return pairs
+
+
+def dev_rows(groups: np.ndarray, share: float) -> np.ndarray:
+    """Which rows are held out for dev: a stable ``share`` of the groups (by a hash of the group, not its order)."""
+    cut = int(share * 10_000)
+    return np.array([zlib.crc32(str(g).encode()) % 10_000 < cut for g in groups], bool)
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """One epoch's batches: shuffled, sorted by length inside windows of :data:`SHUFFLE_WINDOW` batches (little
+    padding), then the batches shuffled. Fixed by ``seed`` and ``epoch``, so a resumed run sees the same batches."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    window = batch_size * SHUFFLE_WINDOW
+    batches = []
+    for start in range(0, len(order), window):
+        part = order[start : start + window]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def evaluate(network, pairs: NliPairs, cls: int, sep: int, max_tokens: int, batch_size: int = 128) -> np.ndarray:
+    """Probabilities ``(n, 3)`` of ``pairs`` under ``network``."""
+    import tensorflow as tf
+
+    from mmscore.model.pair_reader import length_batches
+
+    out = np.zeros((len(pairs), len(NLI_LABELS)), np.float32)
+    lengths = np.array([len(a) + len(b) for a, b in zip(pairs.ids_1, pairs.ids_2, strict=True)])
+    for rows in length_batches(lengths, batch_size):
+        ids, seg = pack_pairs([pairs.ids_1[i] for i in rows], [pairs.ids_2[i] for i in rows], cls, sep, max_tokens)
+        out[rows] = tf.nn.softmax(network([ids, seg], training=False), -1).numpy()
+    return out
+
+
+def _random_states(network) -> list:
+    """Dropout's random states: kept with a checkpoint, so a resumed run draws the masks an unbroken run would."""
+    return [v for v in network.non_trainable_variables if "seed_generator" in v.path]
+
+
+def _save_checkpoint(path: Path, network, optimizer, step: int, meta: dict) -> None:
+    arrays = {f"w{i}": v.numpy() for i, v in enumerate(network.trainable_weights)}
+    arrays.update({f"o{i}": v.numpy() for i, v in enumerate(optimizer.variables)})
+    arrays.update({f"s{i}": v.numpy() for i, v in enumerate(_random_states(network))})
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, step=step, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    tmp.replace(path)  # a crash mid-write leaves the previous checkpoint whole
+
+
+def _load_checkpoint(path: Path, network, optimizer, meta: dict) -> int:
+    with np.load(path, allow_pickle=False) as z:
+        saved = json.loads(bytes(z["meta"]).decode())
+        if saved != meta:
+            changed = sorted(k for k in set(saved) | set(meta) if saved.get(k) != meta.get(k))
+            raise InputError(f"{path}: written for other training settings ({', '.join(changed)}); drop --resume")
+        for i, v in enumerate(network.trainable_weights):
+            v.assign(z[f"w{i}"])
+        for i, v in enumerate(optimizer.variables):
+            v.assign(z[f"o{i}"])
+        for i, v in enumerate(_random_states(network)):
+            v.assign(z[f"s{i}"])
+        return int(z["step"])
+
+
+def train_pair_reader(
+    options: PairReaderOptions,
+    on_progress: Callable[[int, int, float], None] | None = None,
+    cache_dir: Path | None = None,
+) -> PairReaderResult:
+    """Train, checkpoint, evaluate on the dev split, and write ``options.out / pair_reader.npz``.
+    ``on_progress(pairs_done, pairs_total, mean_loss)`` after every step."""
+    import keras
+    import keras_hub
+    import tensorflow as tf
+
+    from mmscore.cache_location import user_cache_dir
+    from mmscore.encoders.text_minilm import model_dir
+    from mmscore.precision import encoder_dtype, resolve_precision
+
+    started = time.perf_counter()
+    tokenizer = keras_hub.tokenizers.BertTokenizer.from_preset(str(model_dir()), strip_accents=True)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    pairs = tokenised_pairs(options.data, tokenizer, cache_dir or user_cache_dir() / "tokens")
+    held = dev_rows(pairs.groups, options.dev_share)
+    train_rows = np.flatnonzero(~held)
+    if options.max_pairs:
+        train_rows = train_rows[: options.max_pairs]
+    train, dev = pairs.subset(train_rows), pairs.subset(np.flatnonzero(held))
+    if len(train) < options.batch_size:
+        raise InputError(f"{options.data}: {len(train)} training pairs, fewer than one batch")
+
+    precision = resolve_precision("auto")
+    keras.utils.set_random_seed(options.seed)  # before building: the classifier's start and dropout's states
+    network, _ = build_network(PairReaderConfig(lora_rank=options.lora_rank), encoder_dtype(precision))
+    config = PairReaderConfig(lora_rank=options.lora_rank, base_weights_sha256=base_weights_sha256(network))
+    lengths = np.array([len(a) + len(b) for a, b in zip(train.ids_1, train.ids_2, strict=True)])
+    per_epoch = -(-len(train) // options.batch_size)
+    total_steps = max(1, round(options.epochs * per_epoch))
+    warmup = max(1, int(options.warmup_share * total_steps))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, total_steps - warmup, alpha=0.0, warmup_target=options.rate, warmup_steps=warmup
+    )
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=0.01)
+    optimizer.build(network.trainable_weights)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function(reduce_retracing=True)
+    def step(token_ids, segment_ids, labels):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, network([token_ids, segment_ids], training=True))
+        grads = tape.gradient(loss, network.trainable_weights)
+        optimizer.apply_gradients(zip(grads, network.trainable_weights, strict=True))
+        return loss
+
+    options.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = options.out / CHECKPOINT
+    meta = {k: v for k, v in asdict(options).items() if k not in ("out", "resume", "checkpoint_every")}
+    meta.update(data_sha256=file_sha256(options.data), precision=precision)
+    done = _load_checkpoint(checkpoint, network, optimizer, meta) if options.resume and checkpoint.is_file() else 0
+    if options.resume and not checkpoint.is_file() and (options.out / PAIR_READER_FILE).is_file():
+        raise InputError(f"{options.out}: already trained (no checkpoint to resume)")
+
+    losses: list[float] = []
+    step_index, epoch = 0, 0
+    timed_from, timed_pairs = time.perf_counter(), 0
+    while step_index < total_steps:
+        for batch in epoch_batches(lengths, options.batch_size, options.seed, epoch):
+            if step_index >= total_steps:
+                break
+            if step_index < done:  # resuming: these batches were trained before the checkpoint
+                step_index += 1
+                continue
+            ids, seg = pack_pairs([train.ids_1[i] for i in batch], [train.ids_2[i] for i in batch], cls, sep,
+                                  config.max_tokens)  # fmt: skip
+            losses.append(float(step(ids, seg, train.labels[batch])))
+            step_index += 1
+            timed_pairs += len(batch)
+            if step_index % options.checkpoint_every == 0:
+                _save_checkpoint(checkpoint, network, optimizer, step_index, meta)
+            if on_progress:
+                on_progress(min(step_index * options.batch_size, total_steps * options.batch_size),
+                            total_steps * options.batch_size, float(np.mean(losses[-50:])))  # fmt: skip
+        epoch += 1
+    train_seconds = time.perf_counter() - timed_from
+
+    facts = {
+        "trained_on": Path(options.data).name,
+        "data_sha256": meta["data_sha256"],
+        "train_pairs": len(train),
+        "dev_pairs": len(dev),
+        "dropped_unlabelled": pairs.dropped,
+        "steps": total_steps,
+        "resumed_from_step": done,
+        "options": {k: v for k, v in meta.items() if k not in ("data", "data_sha256")},
+        "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
+        "train_seconds": round(train_seconds, 1),
+        "pairs_per_second": round(timed_pairs / max(train_seconds, 1e-9), 1),
+        "final_loss": round(float(np.mean(losses[-200:])), 4) if losses else None,
+    }
+    if len(dev):
+        probs = evaluate(network, dev, cls, sep, config.max_tokens)
+        facts["dev_accuracy"] = round(float((probs.argmax(1) == dev.labels).mean()), 4)
+    facts["seconds"] = round(time.perf_counter() - started, 1)
+    path = options.out / PAIR_READER_FILE
+    save_pair_reader(path, network, config, facts)
+    checkpoint.unlink(missing_ok=True)
+    return PairReaderResult(path, facts)
