@@ -1,11 +1,12 @@
 """mmscore: batch multimodal entailment for pairs of posts (text + image).
 
-The Python API is :class:`mmscore.Scorer` (imported on first use, so the CLI starts fast).
+The Python API: :class:`mmscore.Scorer` (scoring), :func:`mmscore.train` (training) and
+:func:`mmscore.nli_probabilities` (the pair reader), each imported on first use, so the CLI starts fast.
 """
 
 from mmscore.version import __version__
 
-__all__ = ["Scorer", "nli_probabilities", "__version__"]
+__all__ = ["Scorer", "nli_probabilities", "train", "__version__"]
 
 
 def nli_probabilities(texts_1, texts_2, model=None):
@@ -26,4 +27,8 @@ def __getattr__(name: str):
         from mmscore.scorer import Scorer
 
         return Scorer
+    if name == "train":
+        from mmscore.training.recipe import train
+
+        return train
     raise AttributeError(f"module 'mmscore' has no attribute {name!r}")

@@ -119,3 +119,30 @@ def test_report_warns_above_a_fifth_out_of_domain_and_review_selects_them(tmp_pa
     queue = pd.read_csv(tmp_path / "q.csv", dtype=str)
     assert queue["id"].tolist() == [str(i) for i in range(10 - out, 10)]  # exactly the flagged rows
     assert write_review_queue(scored, tmp_path / "all.csv", below=None).rows == 10
+
+
+def test_review_with_out_of_domain_and_below_keeps_both_filters_at_the_exact_cut(tmp_path):
+    """``--review --out-of-domain --below X``: a row enters only when it is out of domain *and* its max probability
+    is strictly below X. Rows sit exactly at the cut (binary fractions: exact in float32 and float64), in domain
+    below it, and out of domain above it; the summary says both filters."""
+    from typer.testing import CliRunner
+
+    from mmscore.cli import app
+
+    confidence = [0.5, 0.625, 0.625, 0.75, 0.5, 0.875, 0.25]
+    flags = [False, False, True, False, True, False, False]
+    scored = _scored(tmp_path / "scored.parquet", flags)
+    table = pq.read_table(scored)
+    top = pa.array(confidence, pa.float32())
+    rest = pa.array([(1 - c) / 2 for c in confidence], pa.float32())
+    for i, name in enumerate(PROB_COLUMNS):
+        table = table.set_column(table.schema.get_field_index(name), name, top if i == 0 else rest)
+    pq.write_table(table, scored)
+    queue_path = tmp_path / "q.csv"
+    args = ["report", str(scored), "--review", str(queue_path), "--out-of-domain", "--below", "0.625"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    queue = pd.read_csv(queue_path, dtype=str)
+    assert queue["id"].tolist() == ["6", "0"]  # out of domain and below 0.625, least confident first
+    said = " ".join(result.output.split())
+    assert "< 0.625" in said and "out of domain" in said

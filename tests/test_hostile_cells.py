@@ -300,6 +300,44 @@ def test_a_host_alone_uses_every_worker_and_shares_them_under_contention(tmp_pat
     assert while_contended and max(while_contended) <= 6, while_contended
 
 
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_while_both_hosts_have_references_waiting_neither_exceeds_the_cap(tmp_path, first):
+    """Two slow hosts, one's references first in the line, then the other's (both orders). A reference deferred
+    because its host was at the cap waits again *as that host's*: while a host still has requests to come, the
+    other host never holds more than the cap (6 of 8 workers), and every worker is used. (Counted otherwise, the
+    second host looks alone once its own line empties and takes every worker while the first host's deferred
+    references wait: a stall against a hanging host.)"""
+    from conftest import ImageServer
+
+    from mmscore.scoring.chunks import load_images
+
+    lock = threading.Lock()
+    servers = {"a": ImageServer(), "b": ImageServer()}
+    active = {"a": [0], "b": [0]}
+    logs = {"a": [], "b": []}
+    try:
+        urls = {}
+        for name, server in servers.items():
+            for i in range(24):
+                server.routes[f"/{i}.png"] = _slow_route(active[name], logs[name], lock)
+            urls[name] = [server.url(f"/{i}.png") for i in range(24)]
+        second = "b" if first == "a" else "a"
+        fetcher = _fetcher(tmp_path, allow_private=True, total_timeout=5, read_timeout=5)
+        fetcher.pool_size, fetcher.per_host = 8, 6
+        with ThreadPoolExecutor(8) as pool:
+            results = load_images(urls[first] + urls[second], fetcher, pool, 32)
+    finally:
+        for server in servers.values():
+            server.close()
+    assert {status for _pixels, status in results.values()} == {"ok"} and len(results) == 48
+    for host, other in (("a", "b"), ("b", "a")):
+        last_of_other = max(at for at, _n in logs[other])
+        # 50 ms of slack: the other host's last request is submitted a moment before it reaches its server
+        contended = [n for at, n in logs[host] if at < last_of_other - 0.05]
+        assert contended and max(contended) <= 6, (host, contended)
+    assert max(n for _at, n in logs["a"]) + max(n for _at, n in logs["b"]) >= 8  # the workers are all used
+
+
 def test_a_given_up_host_gets_one_trial_after_the_cooldown():
     from mmscore.images.host_health import HostBreaker
 

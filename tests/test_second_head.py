@@ -181,3 +181,42 @@ def test_a_damaged_second_head_or_reader_is_refused_in_one_line(tmp_path, name):
     if name == "pair_reader.npz":  # a second head without the reader it reads with
         with pytest.raises(InvalidModelError, match="needs pair_reader.npz"):
             Predictor.load(model)
+
+
+def test_in_a_mixed_file_every_row_is_placed_and_routed_as_when_scored_alone():
+    """Tweet-like posts with plain pairs among them, shuffled, scored in length-sorted batches: each row's
+    ``in_domain_score``, ``in_domain``, ``labelled_by`` and label equal what the row gets scored on its own (a
+    vector left in length order would place, route and label rows by their neighbours' texts)."""
+    import mmscore
+
+    demo = pd.read_csv(SAMPLE / "pairs.csv", dtype=str)[["text_1", "text_2"]].head(24)
+    book = pd.read_csv(SAMPLE / "textbook_pairs.csv", dtype=str)[["text_1", "text_2"]].head(12)
+    mixed = pd.concat([demo, book]).sample(frac=1.0, random_state=11).reset_index(drop=True)
+    scorer = mmscore.Scorer(precision="float32")
+    together = scorer.score_frame(mixed)
+    alone = pd.concat([scorer.score_frame(mixed.iloc[[i]]) for i in range(len(mixed))])
+    np.testing.assert_allclose(together["in_domain_score"], alone["in_domain_score"], atol=2e-3)
+    assert together["in_domain"].tolist() == alone["in_domain"].tolist()
+    assert together["labelled_by"].tolist() == alone["labelled_by"].tolist()
+    assert together["pred_label"].tolist() == alone["pred_label"].tolist()
+    assert 0 < (together["labelled_by"] == "second_head").sum() < len(mixed)
+
+
+def test_a_pair_is_as_typical_as_its_less_typical_text():
+    """The in-domain rule on a case made here (no ../shared needed): a tweet-like post paired with itself is in
+    the shipped model's domain; the same post paired with a plain sentence is out, and scores no higher than the
+    plain sentence paired with itself."""
+    from mmscore.encoders import registry
+    from mmscore.model.domain import load_domain
+    from mmscore.model.predictor import DEFAULT_MODEL_DIR
+
+    reference = load_domain(DEFAULT_MODEL_DIR)
+    tweet = "BREAKING: 146 new cases and 2 deaths reported today in Lakeshore county #covid19 @healthdept"
+    plain = "My grandmother bakes bread every Sunday morning."
+    text = registry.text_encoder()
+    t, p = text.encode([tweet]), text.encode([plain])
+    score_tt, in_tt = reference.score(t, t, [tweet], [tweet])
+    score_tp, in_tp = reference.score(t, p, [tweet], [plain])
+    score_pp, in_pp = reference.score(p, p, [plain], [plain])
+    assert in_tt[0] and not in_tp[0] and not in_pp[0]
+    assert score_tp[0] <= score_pp[0] + 1e-6 and score_tp[0] < score_tt[0]

@@ -5,7 +5,7 @@ skips shards whose part already exists (``--resume``), and lets Ray Data stream 
 stages, sized apart: CPU tasks (:func:`fetch_shards`, no TensorFlow) read exactly a shard's rows (only the
 row groups that hold them) and fetch and decode its images chunk by chunk; a pool of model actors
 (:class:`ShardScorer`, ``num_gpus=1`` where there are GPUs) loads the model once and scores each fetched
-shard chunk by chunk with :class:`mmscore.pipeline.ChunkScorer` — the same chunks, the same code as the
+shard chunk by chunk with :class:`mmscore.scoring.chunks.ChunkScorer` — the same chunks, the same code as the
 local engine, hence the same bytes — and writes its own fixed-name part whole (a temp file and a rename on
 disk, one upload on an object store). The driver then assembles the parts in shard order into OUTPUT, or
 with ``--output-dir`` keeps them as the output. Ray is trusted with neither order nor

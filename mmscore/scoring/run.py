@@ -31,7 +31,7 @@ class ScoreOptions:
     fetch_workers: int = defaults.FETCH_WORKERS
     limit: int | None = None
     resume: bool = False
-    length_batches: bool = True  # cut batches from rows sorted by length (False: file order, the old way)
+    length_batches: bool = True  # cut batches from rows sorted by length (False: in file order)
     part_chunks: int | None = None  # chunks per written part (a Ray shard); None: the engine's default
 
     def __post_init__(self):

@@ -60,6 +60,25 @@ def photo_files(root: Path) -> tuple[Path, list[str], str]:
     return root, [f"drawn{i}.jpg" for i in range(16)], "DRAWN noise photos (../shared/data absent)"
 
 
+def bench_inputs(rows: int, root: Path) -> tuple[Path, dict[str, pd.DataFrame], str]:
+    """``(image root, {"texts only": frame, "both images": frame}, what they hold)``: the benchmark's rows, photos
+    named relative to the image root."""
+    text_1, text_2, texts_from = real_or_synthetic_texts(rows)
+    image_root, photos, photos_from = photo_files(root)
+    inputs = {
+        "texts only": pd.DataFrame({"text_1": text_1, "text_2": text_2}),
+        "both images": pd.DataFrame(
+            {
+                "text_1": text_1,
+                "text_2": text_2,
+                "image_1": [photos[i % len(photos)] for i in range(len(text_1))],
+                "image_2": [photos[(7 * i + 3) % len(photos)] for i in range(len(text_1))],
+            }
+        ),
+    }
+    return image_root, inputs, f"{len(text_1)} rows of {texts_from}; photos: {photos_from}"
+
+
 def configure(predictor, fast: bool):
     """Switch ``predictor`` to the fast or the baseline configuration (text precision, image encoder)."""
     from mmscore.encoders.image_mobilenet import MobileNetImageEncoder
@@ -115,21 +134,9 @@ def main(rows: int = 384) -> None:
         precision.hardware_bf16 = lambda: False
 
     root = Path(tempfile.mkdtemp())
-    text_1, text_2, texts_from = real_or_synthetic_texts(rows)
-    image_root, photos, photos_from = photo_files(root)
-    inputs = {
-        "texts only": pd.DataFrame({"text_1": text_1, "text_2": text_2}),
-        "both images": pd.DataFrame(
-            {
-                "text_1": text_1,
-                "text_2": text_2,
-                "image_1": [photos[i % len(photos)] for i in range(len(text_1))],
-                "image_2": [photos[(7 * i + 3) % len(photos)] for i in range(len(text_1))],
-            }
-        ),
-    }
+    image_root, inputs, described = bench_inputs(rows, root)
     predictor = Predictor.load()
-    print(f"{len(text_1)} rows of {texts_from}; photos: {photos_from}; batch 32, chunk 256")
+    print(f"{described}; batch 32, chunk 256")
     print(f"fast = length-sorted batches + encoders in {resolve_precision('auto')} + folded MobileNetV2")
     print("baseline = file-order batches + float32 + unfolded MobileNetV2 (measured in this run)\n")
     print(f"model uses images: {predictor.card.uses_images}")
