@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 import mmscore
 from mmscore import defaults, render
@@ -74,19 +73,7 @@ def doctor() -> None:
 
     with console.status("loading encoders and running checks..."):
         report = run_doctor()
-    table = Table(title="mmscore doctor", show_header=False)
-    for name, value in report.versions.items():
-        table.add_row("version", name, value)
-    table.add_row("devices", "", ", ".join(report.devices))
-    for name, seconds in report.load_seconds.items():
-        table.add_row("load", name, f"{seconds:.2f} s")
-    for name, value in report.cosines.items():
-        table.add_row("cosine", name, f"{value:.3f}")
-    for photo, top in report.photos.items():
-        table.add_row("photo", photo, ", ".join(f"{label} {p:.2f}" for label, p in top))
-    for check, ok in report.checks.items():
-        table.add_row("check", check, "[green]pass[/]" if ok else "[red]FAIL[/]")
-    console.print(table)
+    render.print_doctor(console, report)
     if not report.passed:
         raise fail("some checks failed", code=1)
     console.print("[green]all checks passed[/]")
@@ -322,32 +309,11 @@ def train(
     """
     from mmscore.training import train as train_model
 
+    options = dict(locals())  # every option is a parameter of mmscore.train (tests/test_architecture.py)
+    del options["train_model"]
     render.report_devices(console)
     with console.status("training...") as status:
-        result = train_model(
-            data,
-            out,
-            images=images,
-            folds=folds,
-            seed=seed,
-            epochs=epochs,
-            heads=heads,
-            loss=loss,
-            fine_tune=fine_tune,
-            fine_tune_epochs=fine_tune_epochs,
-            pair_features=pair_features,
-            photos=photos,
-            text_encoder=text_encoder,
-            image_encoder=image_encoder,
-            image_cache=image_cache,
-            offline=offline,
-            allow_private_urls=allow_private_urls,
-            image_root=image_root,
-            base=base,
-            new_weight=new_weight,
-            out_of_domain_pairs=out_of_domain_pairs,
-            progress=lambda message: status.update(message),
-        )
+        result = train_model(**options, progress=lambda message: status.update(message))
     render.print_training(console, result, folds)
     console.print(f"saved model to {out} in {result.seconds:.1f} s")
 
@@ -363,29 +329,17 @@ def train_pair_reader(
             "optionally captionID/group (pairs of one group stay on one side of the dev split).",
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Folder for pair_reader.npz and its checkpoint.")] = Path(
-        defaults.PAIR_READER_OUT
-    ),
-    epochs: Annotated[
-        float, typer.Option(min=0.01, help="Passes over the training pairs.")
-    ] = defaults.PAIR_READER_EPOCHS,
+    out: Annotated[Path, typer.Option(help="Folder for pair_reader.npz and its checkpoint.")] = Path("pair_reader"),
+    epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the pairs.")] = defaults.PAIR_READER_EPOCHS,
     batch_size: Annotated[int, typer.Option(min=2, help="Pairs per step.")] = defaults.PAIR_READER_BATCH,
-    lora_rank: Annotated[
-        int, typer.Option(min=0, help="Rank of the LoRA adapter on every dense layer; 0 tunes the layers in full.")
-    ] = defaults.PAIR_READER_LORA_RANK,
-    learning_rate: Annotated[
-        float, typer.Option(min=0.0, help="Peak learning rate \\[default: 1e-3 with LoRA, 5e-5 in full].")
-    ] = 0.0,
-    max_pairs: Annotated[int, typer.Option(min=0, help="Train on the first N training pairs only (0: all).")] = 0,
-    dev_share: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of groups held out as dev.")] = 0.02,
+    lora_rank: Annotated[int, typer.Option(min=0, help="LoRA rank; 0 tunes the layers in full.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Peak rate \\[default: 1e-3 LoRA, 5e-5 full].")] = 0.0,
+    dev_share: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of groups held out.")] = 0.02,
     seed: Annotated[int, typer.Option(help="Seed for the batch order and initialisation.")] = defaults.SEED,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the checkpoint in --out (same data and settings).")
-    ] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out (same data, settings).")] = False,
     model: Annotated[
         str | None,
         typer.Option(
-            "--model",
             help="Then make --out a whole model: this model's main head ('default': the shipped one), the new pair "
             "reader, and a second head refitted on DATA's dev pairs (and pairs of different groups, NoEntailment).",
         ),
@@ -399,21 +353,15 @@ def train_pair_reader(
     from mmscore.training.pair_reader import PairReaderOptions, train_pair_reader
 
     options = PairReaderOptions(
-        str(data), out, epochs, batch_size, learning_rate, lora_rank, dev_share, max_pairs, seed, resume
+        str(data), out, epochs, batch_size, learning_rate, lora_rank, dev_share, 0, seed, resume
     )
     render.report_devices(console)
-    result = render.train_with_progress(console, train_pair_reader, options)
-    facts = result.facts
-    console.print(
-        f"saved pair reader to {result.path}: {facts['train_pairs']} pairs x {options.epochs:g} epochs on "
-        f"{facts['device']} in {facts['train_seconds']:.0f} s ({facts['pairs_per_second']:.0f} pairs/s); "
-        f"dev accuracy {facts.get('dev_accuracy', float('nan')):.3f} on {facts['dev_pairs']} pairs"
-    )
+    render.print_pair_reader(console, render.train_with_progress(console, train_pair_reader, options), options)
     if model is not None:
         from mmscore.training.second_head import rebuild_second_head
 
         with console.status("refitting the second head...") as status:
-            card = rebuild_second_head(data, result.path, model, out, dev_share, status.update)
+            card = rebuild_second_head(data, out / "pair_reader.npz", model, out, dev_share, status.update)
         render.print_second_head(console, card.out_of_domain)
         console.print(f"saved model to {out}: {card.model_id()}")
 

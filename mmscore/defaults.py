@@ -26,7 +26,5 @@ IMAGE_ENCODER = "mobilenet-v2-imagenet"
 LOW_CONFIDENCE = 0.6  # review threshold on the max probability (calibrated models: ~ expected accuracy)
 
 # the pair reader (mmscore train-pair-reader)
-PAIR_READER_OUT = "pair_reader"
 PAIR_READER_EPOCHS = 2.0
 PAIR_READER_BATCH = 32
-PAIR_READER_LORA_RANK = 32  # beat full layers on an SNLI dev split at the same cost, in a quarter of the file

@@ -320,3 +320,30 @@ def calibration_table(calibration: dict) -> Table:
                 f"{low:.1f}–{high:.1f}", str(b["rows"]), f"{b['mean_confidence']:.3f}", f"{b['accuracy']:.3f}"
             )
     return table
+
+
+def print_doctor(console: Console, report) -> None:
+    """``mmscore doctor``'s table: versions, devices, load times, cosines, photo checks, pass/fail per check."""
+    table = Table(title="mmscore doctor", show_header=False)
+    for name, value in report.versions.items():
+        table.add_row("version", name, value)
+    table.add_row("devices", "", ", ".join(report.devices))
+    for name, seconds in report.load_seconds.items():
+        table.add_row("load", name, f"{seconds:.2f} s")
+    for name, value in report.cosines.items():
+        table.add_row("cosine", name, f"{value:.3f}")
+    for photo, top in report.photos.items():
+        table.add_row("photo", photo, ", ".join(f"{label} {p:.2f}" for label, p in top))
+    for check, ok in report.checks.items():
+        table.add_row("check", check, "[green]pass[/]" if ok else "[red]FAIL[/]")
+    console.print(table)
+
+
+def print_pair_reader(console: Console, result, options) -> None:
+    facts = result.facts
+    console.print(
+        f"saved pair reader to {result.path}: {facts['train_pairs']} pairs x {options.epochs:g} epochs on "
+        f"{facts['device']} in {facts['train_seconds']:.0f} s ({facts['pairs_per_second']:.0f} pairs/s); "
+        f"dev accuracy {facts.get('dev_accuracy', float('nan')):.3f} on {facts['dev_pairs']} pairs",
+        highlight=False,
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmscore.errors import OutputError, first_line
+from mmscore.errors import InputError, OutputError, first_line
 from mmscore.io.atomic_write import atomic_path
 from mmscore.metrics import fit_temperature
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
@@ -149,3 +149,20 @@ def kept_of_training(emb: PairEmbeddings, forms, y: np.ndarray, fold_ids: np.nda
     features = emb.pair_features if emb.pair_features is not None else np.zeros((len(y), 0), np.float32)
     rows = TrainingRows(emb.text_1, emb.text_2, emb.image_1, emb.image_2, emb.image_mask, features, *forms, y, fold_ids)
     return domain, held_out, rows
+
+
+def base_model(base: str | Path) -> tuple[Path, ModelCard]:
+    """The model to extend (``default``: the shipped one) and its card, checked to be extendable (one-line
+    errors); its training rows are read once, when training starts."""
+    from mmscore.model.predictor import DEFAULT_MODEL_DIR
+
+    directory = DEFAULT_MODEL_DIR if str(base) == "default" else Path(base)
+    card = ModelCard.load(directory)
+    if card.text_encoder_weights:
+        raise InputError(f"{base}: a model with a fine-tuned text encoder cannot be extended; retrain it")
+    if not (directory / TRAINING_ROWS_FILE).is_file():
+        raise InputError(
+            f"{base}: keeps no training rows ({TRAINING_ROWS_FILE}): it was trained before models could be "
+            "extended; retrain it with this version"
+        )
+    return directory, card

@@ -26,7 +26,15 @@ from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
 from mmscore.model.pair_reader import PAIR_READER_FILE, PairReader
 from mmscore.model.preprocessor import PairPreprocessor
 from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
-from mmscore.training.card import copy_model_files, data_sha256, kept_of_training, model_card, now, save_model
+from mmscore.training.card import (
+    base_model,
+    copy_model_files,
+    data_sha256,
+    kept_of_training,
+    model_card,
+    now,
+    save_model,
+)
 from mmscore.training.cross_fitting import RowLayout, compare_losses, spread_over_folds
 from mmscore.training.embeddings import PairEmbeddings, embed_pairs, read_labelled_pairs
 from mmscore.training.head_fit import FineTuner, fit_heads
@@ -75,23 +83,6 @@ def fit_final(emb, y, loss: str, options: TrainOptions, tuner, plan: PhotoPlan, 
     if tuner:
         tuner.train(head, plan.scoring_view(emb), y, everything, loss, options)
     return head
-
-
-def base_model(base: str | Path) -> tuple[Path, ModelCard]:
-    """The model to extend (``default``: the shipped one) and its card, checked to be extendable (one-line
-    errors); its training rows are read once, when training starts."""
-    from mmscore.model.predictor import DEFAULT_MODEL_DIR
-
-    directory = DEFAULT_MODEL_DIR if str(base) == "default" else Path(base)
-    card = ModelCard.load(directory)
-    if card.text_encoder_weights:
-        raise InputError(f"{base}: a model with a fine-tuned text encoder cannot be extended; retrain it")
-    if not (directory / TRAINING_ROWS_FILE).is_file():
-        raise InputError(
-            f"{base}: keeps no training rows ({TRAINING_ROWS_FILE}): it was trained before models could be "
-            "extended; retrain it with this version"
-        )
-    return directory, card
 
 
 def _extended(rows: TrainingRows, emb: PairEmbeddings, y, forms, options: TrainOptions, new_weight: int):

@@ -119,8 +119,7 @@ def rebuild_second_head(nli_data, reader: Path, base: str | Path, out_dir: Path,
 
     from mmscore.encoders import registry
     from mmscore.model.pair_reader import PairReader
-    from mmscore.training.card import copy_model_files, now
-    from mmscore.training.recipe import base_model
+    from mmscore.training.card import base_model, copy_model_files, now
 
     base_dir, base_card = base_model(base)
     if Path(out_dir).resolve() == base_dir.resolve():
