@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmscore.model.preprocessor import unit_pixels
+from mmscore.images.decode import unit_pixels
 
 PARAPHRASES = ("A man is playing a guitar on stage.", "On the stage, a man plays the guitar.")
 UNRELATED = "The central bank raised interest rates again."

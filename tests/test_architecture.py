@@ -114,3 +114,27 @@ def test_the_readme_documents_every_output_column_and_status():
     texts = _readme_row(table, f"`{TEXT_STATUS}`")
     for status in TEXT_STATUSES:
         assert f"`{status}`" in texts, status
+
+
+# The package ladder (mmscore/README.md): a package imports only from rungs below it, never from its own rung's
+# other packages; the single modules at the bottom (errors, labels, defaults, ...) serve everyone.
+LADDER = (("io",), ("images",), ("encoders",), ("model",), ("scoring", "training"), ("scorer", "doctor", "report"),
+          ("render",), ("cli",))  # fmt: skip
+
+
+def _rung(module: str) -> int | None:
+    part = module.split(".")[1] if "." in module else None
+    return next((i for i, rung in enumerate(LADDER) if part in rung), None)
+
+
+def test_packages_form_a_ladder():
+    graph = _import_graph()
+    for module, targets in graph.items():
+        if module == "mmscore":  # the lazy public door (mmscore.Scorer, mmscore.train, ...)
+            continue
+        here = _rung(module)
+        for target in targets:
+            there = _rung(target)
+            if there is None or module.split(".")[1] == target.split(".")[1]:
+                continue  # a bottom module, or the same package
+            assert here is not None and there < here, f"{module} imports {target}: not from a rung below it"

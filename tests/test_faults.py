@@ -16,10 +16,10 @@ from conftest import make_fetcher, png_bytes
 from PIL import Image
 
 from mmscore.images.fetcher import FetchSettings
+from mmscore.images.loading import load_image
 from mmscore.images.url_policy import UrlPolicy
 from mmscore.io.pairs_reader import open_pairs
 from mmscore.model.predictor import Predictor
-from mmscore.scoring.chunks import load_image
 from mmscore.scoring.local_engine import score_pairs
 from mmscore.scoring.run import ScoreOptions
 

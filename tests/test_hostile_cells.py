@@ -269,7 +269,7 @@ def test_a_host_alone_uses_every_worker_and_shares_them_under_contention(tmp_pat
     host uses all 8 workers; with a second host's references waiting, the slow one gets at most 6."""
     from conftest import ImageServer
 
-    from mmscore.scoring.chunks import load_images
+    from mmscore.images.loading import load_images
 
     active, log, lock = [0], [], threading.Lock()
     for i in range(40):
@@ -309,7 +309,7 @@ def test_while_both_hosts_have_references_waiting_neither_exceeds_the_cap(tmp_pa
     references wait: a stall against a hanging host.)"""
     from conftest import ImageServer
 
-    from mmscore.scoring.chunks import load_images
+    from mmscore.images.loading import load_images
 
     lock = threading.Lock()
     servers = {"a": ImageServer(), "b": ImageServer()}

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mmscore.model.preprocessor import unit_pixels
+from mmscore.images.decode import unit_pixels
 
 
 class TextEncoder(Protocol):

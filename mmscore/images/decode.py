@@ -61,3 +61,19 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = MAX_PIXELS) -> 
         return Decoded(None, statuses.TOO_MANY_PIXELS)
     except (OSError, ValueError, SyntaxError, EOFError):
         return Decoded(None, statuses.CORRUPT_IMAGE)
+
+
+PIXEL_MAX = 255.0  # decoded images are uint8; every encoder takes float32 in [0, 1]
+
+
+def unit_pixels(batch) -> np.ndarray:
+    """Images as float32 in [0, 1] (uint8 input is divided by 255; float input is taken as already scaled)."""
+    batch = np.asarray(batch)
+    return batch.astype(np.float32) / PIXEL_MAX if batch.dtype == np.uint8 else batch
+
+
+def unit_pixels_tensor(batch):
+    """:func:`unit_pixels` inside a compiled TensorFlow step (uint8 tensor in, float32 tensor out)."""
+    import tensorflow as tf
+
+    return tf.cast(batch, tf.float32) / PIXEL_MAX

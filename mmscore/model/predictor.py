@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from mmscore.errors import InvalidModelError, first_line
+from mmscore.images.decode import unit_pixels_tensor
 from mmscore.model.card import CARD_FILE, HEAD_FILE, ModelCard
 from mmscore.model.domain import load_domain
 from mmscore.model.head_inputs import head_inputs, lexical_width
 from mmscore.model.out_of_domain import load_out_of_domain
 from mmscore.model.pair_reader import PAIR_READER_FILE, load_pair_reader
-from mmscore.model.preprocessor import PairPreprocessor, unit_pixels_tensor, visible_image_mask
+from mmscore.model.preprocessor import PairPreprocessor, visible_image_mask
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 

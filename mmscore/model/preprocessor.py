@@ -1,9 +1,9 @@
 """Rows -> model inputs, in one place, for scoring, training and fine-tuning (keras-hub's Preprocessor role).
 
 A pair's texts become token ids and masks (:meth:`PairPreprocessor.tokens`) and lexical features
-(:meth:`PairPreprocessor.pair_features`); decoded images become unit pixels (:func:`unit_pixels`) and the
-mask the head sees (:func:`visible_image_mask`). The scoring step, the training embeddings, the fine-tuning
-model and the doctor's photo check all call these, so a model is fed the same way wherever it runs.
+(:meth:`PairPreprocessor.pair_features`); images the mask the head sees (:func:`visible_image_mask`; decoded pixels
+become unit pixels in :mod:`mmscore.images.decode`). The scoring step, the training embeddings and the fine-tuning
+model all call these, so a model is fed the same way wherever it runs.
 """
 
 from __future__ import annotations
@@ -14,21 +14,6 @@ import numpy as np
 
 from mmscore.encoders.pair_tokens import PairTokens
 from mmscore.model.pair_features import pair_features as lexical_features
-
-PIXEL_MAX = 255.0  # decoded images are uint8; every encoder takes float32 in [0, 1]
-
-
-def unit_pixels(batch) -> np.ndarray:
-    """Images as float32 in [0, 1] (uint8 input is divided by 255; float input is taken as already scaled)."""
-    batch = np.asarray(batch)
-    return batch.astype(np.float32) / PIXEL_MAX if batch.dtype == np.uint8 else batch
-
-
-def unit_pixels_tensor(batch):
-    """:func:`unit_pixels` inside a compiled TensorFlow step (uint8 tensor in, float32 tensor out)."""
-    import tensorflow as tf
-
-    return tf.cast(batch, tf.float32) / PIXEL_MAX
 
 
 def visible_image_mask(image_mask, uses_images: bool):

@@ -34,10 +34,11 @@ from mmscore import defaults
 from mmscore.contract import output_schema
 from mmscore.errors import InputError, ScoringError
 from mmscore.images.fetcher import ImageSource
+from mmscore.images.loading import load_images
 from mmscore.io.pairs_reader import InputFile, PairsSource, read_row_range
 from mmscore.io.scored_writer import ScoredOutput, ScoredWriter, write_part
 from mmscore.io.storage import Storage
-from mmscore.scoring.chunks import ChunkScorer, chunk_image_refs, chunk_slices, image_cells, load_images
+from mmscore.scoring.chunks import ChunkScorer, chunk_image_refs, chunk_slices, image_cells
 from mmscore.scoring.run import EngineJob, RunSummary, ScoreOptions, count_rows, run_facts, run_key
 
 RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'mmscore[ray]'"

@@ -14,11 +14,11 @@ import pyarrow as pa
 from mmscore import statuses
 from mmscore.errors import InputError
 from mmscore.images.fetcher import ImageFetcher, image_reference
+from mmscore.images.loading import load_images
 from mmscore.io.pairs_reader import ROW_NOTE, open_pairs
 from mmscore.labels import LABELS
 from mmscore.model.embedding_cache import EmbeddingCache, cached_encode, content_key
 from mmscore.model.head_inputs import head_inputs
-from mmscore.scoring.chunks import load_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 

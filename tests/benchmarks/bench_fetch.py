@@ -108,7 +108,7 @@ def main() -> None:
 def mixed_hosts(images: int, slow_latency: float = 0.5) -> None:
     """Ten hosts (ten servers), one slow: how fast the nine live hosts' images are served with the slow host's
     images interleaved, against the same images alone, at each worker count (the pipeline's load_images)."""
-    from mmscore.scoring.chunks import load_images
+    from mmscore.images.loading import load_images
 
     served: list[float] = []
     servers = [start_server(latency=LATENCY, served=served) for _ in range(9)] + [start_server(latency=slow_latency)]

@@ -42,8 +42,9 @@ def profile(predictor, data: Path, image_root: Path, root: Path) -> dict[str, fl
     from mmscore.contract import output_schema
     from mmscore.images.fetcher import ImageFetcher
     from mmscore.images.image_cache import ImageCache
+    from mmscore.images.loading import load_images
     from mmscore.io.pairs_reader import open_pairs
-    from mmscore.scoring.chunks import PreparedChunk, chunk_image_refs, image_cells, load_images, scored_table
+    from mmscore.scoring.chunks import PreparedChunk, chunk_image_refs, image_cells, scored_table
 
     fetcher = ImageFetcher(ImageCache(root / f"cache-{time.monotonic_ns()}"), image_root=image_root)
     source = open_pairs(data)
