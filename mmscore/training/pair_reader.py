@@ -215,6 +215,18 @@ def _load_checkpoint(path: Path, network, optimizer, meta: dict) -> int:
         return int(z["step"])
 
 
+def _finished(path: Path, meta: dict) -> PairReaderResult:
+    """A run resumed after it finished: its pair reader, when it was trained with these settings and data."""
+    with np.load(path, allow_pickle=False) as z:
+        facts = json.loads(bytes(z["meta"]).decode()).get("facts", {})
+    trained = {**facts.get("options", {}), "data_sha256": facts.get("data_sha256")}
+    wanted = {k: v for k, v in meta.items() if k != "data"}
+    if any(trained.get(k) != v for k, v in wanted.items()):
+        changed = sorted(k for k, v in wanted.items() if trained.get(k) != v)
+        raise InputError(f"{path}: trained with other settings or data ({', '.join(changed)}); use another --out")
+    return PairReaderResult(path, facts)
+
+
 def train_pair_reader(
     options: PairReaderOptions,
     on_progress: Callable[[int, int, float], None] | None = None,
@@ -269,9 +281,9 @@ def train_pair_reader(
     checkpoint = options.out / CHECKPOINT
     meta = {k: v for k, v in asdict(options).items() if k not in ("out", "resume", "checkpoint_every")}
     meta.update(data_sha256=file_sha256(options.data), precision=precision)
-    done = _load_checkpoint(checkpoint, network, optimizer, meta) if options.resume and checkpoint.is_file() else 0
     if options.resume and not checkpoint.is_file() and (options.out / PAIR_READER_FILE).is_file():
-        raise InputError(f"{options.out}: already trained (no checkpoint to resume)")
+        return _finished(options.out / PAIR_READER_FILE, meta)
+    done = _load_checkpoint(checkpoint, network, optimizer, meta) if options.resume and checkpoint.is_file() else 0
 
     losses: list[float] = []
     step_index, epoch = 0, 0
