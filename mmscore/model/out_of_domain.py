@@ -11,8 +11,9 @@ entailment / neutral / contradiction onto mmscore's labels (:func:`mapped`):
   is NoEntailment); the rest of it -> NoEntailment;
 - neutral -> NoEntailment.
 
-``a, b`` are fitted on which pairs are about the same scene; a multinomial logistic regression over the log of
-the three mapped probabilities then calibrates them to the labelled rows (so a user's rows can still teach it).
+``a, b`` are fitted on which pairs are about the same scene; a scale and a shift per label on the log of the three
+mapped probabilities then calibrate them to the labelled rows (so a user's rows can still teach it, and the rule
+above cannot be turned around: :func:`fit_calibration`).
 
 It is fitted on SNLI pairs the pair reader never trained on (its dev split), plus pairs built by joining texts
 of different captions, NoEntailment by construction; an extended model adds the user's new rows. It keeps those
@@ -39,7 +40,7 @@ from mmscore.labels import LABELS
 from mmscore.model.domain import unit
 
 OUT_OF_DOMAIN_FILE = "out_of_domain.npz"
-STRENGTH = 1.0  # inverse L2 strength of the mapping (6 inputs, thousands of rows: barely binding)
+STRENGTH = 1.0  # inverse strength of the calibration's pull towards the plain mapping (thousands of rows: weak)
 FLOOR = 1e-6  # the reader's probabilities are clipped here before the log (a kept row never holds -inf)
 FOLDS = 5
 
@@ -103,6 +104,26 @@ def cosine(vectors_1, vectors_2) -> np.ndarray:
     return (unit(vectors_1) * unit(vectors_2)).sum(1).astype(np.float64)
 
 
+def fit_calibration(log_mapped: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, shift)`` per label: logits ``scale * log(mapped) + shift``, fitted for weighted log-loss. Each label's
+    logit reads only its own mapped probability, with a positive scale, so the calibration can sharpen, soften and
+    shift the mapping but never turn it around (a free linear map learned "no entailment, so Contradictory")."""
+    from scipy.optimize import minimize
+
+    x, k = np.asarray(log_mapped, np.float64), log_mapped.shape[1]
+    onehot = np.eye(k)[labels]
+
+    def loss(theta):
+        scale, shift = np.exp(theta[:k]), theta[k:]
+        z = x * scale + shift
+        z = z - z.max(1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
+        return -(weights * (onehot * log_p).sum(1)).sum() / weights.sum() + 1e-3 * (theta**2).sum() / STRENGTH
+
+    theta = minimize(loss, np.zeros(2 * k), method="L-BFGS-B").x
+    return np.exp(theta[:k]), theta[k:].copy()
+
+
 def fit_relatedness(cos: np.ndarray, related: np.ndarray) -> np.ndarray:
     """``(a, b)`` of ``sigmoid(a cos + b)``: how likely two texts with this cosine speak of the same thing."""
     from sklearn.linear_model import LogisticRegression
@@ -141,9 +162,7 @@ class OutOfDomainHead:
     @classmethod
     def fit(cls, rows: SecondRows) -> OutOfDomainHead:
         """Relatedness on the rows where it is known (else: Implies and Contradictory rows count as related), then
-        balanced labels (each weighs the same in total), standardised inputs, L2 at :data:`STRENGTH`."""
-        from sklearn.linear_model import LogisticRegression
-
+        the calibration on balanced labels (each weighs the same in total): see :func:`fit_calibration`."""
         known = rows.related >= 0
         related = rows.related[known] if known.any() else (rows.labels != LABELS.index("NoEntailment")).astype(float)
         relatedness = fit_relatedness(rows.cosines()[known] if known.any() else rows.cosines(), related)
@@ -153,15 +172,10 @@ class OutOfDomainHead:
             raise ValueError("the second head needs labelled pairs of at least two labels")
         per_label = np.bincount(labels, weights, minlength=len(LABELS))
         balanced = weights * (weights.sum() / (len(present) * per_label[labels]))
-        mean, scale = inputs.mean(0), inputs.std(0) + 1e-6
-        model = LogisticRegression(C=STRENGTH, max_iter=5000).fit((inputs - mean) / scale, labels, balanced)
-        coef = np.zeros((len(LABELS), inputs.shape[1]), np.float64)
-        intercept = np.full(len(LABELS), -1e9)  # a label it never saw is never predicted
-        if len(present) == 2:  # sklearn keeps one row for two labels: the second's logit against the first's
-            coef[present[1]], intercept[present[1]], intercept[present[0]] = model.coef_[0], model.intercept_[0], 0.0
-        else:
-            coef[present], intercept[present] = model.coef_, model.intercept_
-        return cls(rows, relatedness, mean, scale, coef, intercept)
+        scale, shift = fit_calibration(inputs, labels, balanced)
+        shift[np.setdiff1d(np.arange(len(LABELS)), present)] = -1e9  # a label it never saw is never predicted
+        k = len(LABELS)
+        return cls(rows, relatedness, np.zeros(k), np.ones(k), np.diag(scale), shift)
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         logits = ((np.asarray(inputs, np.float64) - self.mean) / self.scale) @ self.coef.T + self.intercept
@@ -212,8 +226,8 @@ class OutOfDomainHead:
         return {
             "rows_sha256": digest.hexdigest(),  # the model id names it: another second head, another model
             "method": "the pair reader's entailment -> Implies, contradiction -> Contradictory as far as the texts are "
-            "related (sigmoid of their sentence-vector cosine), the rest -> NoEntailment; calibrated by a logistic "
-            f"regression (C={STRENGTH}, balanced labels); labels the rows the in-domain reference rejects",
+            "related (sigmoid of their sentence-vector cosine), the rest -> NoEntailment; each label's log-probability "
+            "scaled and shifted for log-loss on balanced labels; labels the rows the in-domain reference rejects",
             "relatedness": {
                 "a": float(self.relatedness[0]),
                 "b": float(self.relatedness[1]),

@@ -103,10 +103,11 @@ def nli_frame(path: str | Path, dev_share: float, cross_share: float = 0.5, seed
             "text_1": dev["premise"].to_numpy()[first][apart],
             "text_2": dev["hypothesis"].to_numpy()[other][apart],
             "label": "NoEntailment",
+            "related": 0.0,
         }
     )
     same = pd.DataFrame(
-        {"text_1": dev["premise"], "text_2": dev["hypothesis"], "label": dev["label"].map(NLI_TO_LABEL)}
+        {"text_1": dev["premise"], "text_2": dev["hypothesis"], "label": dev["label"].map(NLI_TO_LABEL), "related": 1.0}
     )
     return pd.concat([same, cross], ignore_index=True)
 
