@@ -163,13 +163,13 @@ class OutOfDomainHead:
     def fit(cls, rows: SecondRows) -> OutOfDomainHead:
         """Relatedness on the rows where it is known (else: Implies and Contradictory rows count as related), then
         the calibration on balanced labels (each weighs the same in total): see :func:`fit_calibration`."""
+        labels, weights, present = rows.labels, rows.weights, np.unique(rows.labels)
+        if len(present) < 2:
+            raise ValueError("the second head needs labelled pairs of at least two labels")
         known = rows.related >= 0
         related = rows.related[known] if known.any() else (rows.labels != LABELS.index("NoEntailment")).astype(float)
         relatedness = fit_relatedness(rows.cosines()[known] if known.any() else rows.cosines(), related)
-        inputs, labels, weights = cls.inputs_of(rows.cosines(), rows.nli, relatedness), rows.labels, rows.weights
-        present = np.unique(labels)
-        if len(present) < 2:
-            raise ValueError("the second head needs labelled pairs of at least two labels")
+        inputs = cls.inputs_of(rows.cosines(), rows.nli, relatedness)
         per_label = np.bincount(labels, weights, minlength=len(LABELS))
         balanced = weights * (weights.sum() / (len(present) * per_label[labels]))
         scale, shift = fit_calibration(inputs, labels, balanced)
