@@ -235,8 +235,9 @@ def print_report(console: Console, result) -> None:
         console.print(
             f"[bold yellow]warning:[/] {100 * result.domain.out_share:.0f}% of rows are out of domain: the model's "
             f"main head was trained on other kinds of pairs. {result.domain.second_head} of them were labelled by "
-            "its second head (fitted on a few hundred plain sentence pairs at most; texts only); on the rest the "
-            "labels and confidence say little. To adapt the model, label a few dozen of your pairs and extend it: "
+            "its second head (the pair reader, learned from SNLI's photo captions; texts only; weak on other kinds of "
+            "sentences); on the rest the labels and confidence say little. To adapt the model, label a few dozen "
+            "of your pairs and extend it: "
             "mmscore train LABELLED.csv --base default --out MODEL, then mmscore score ... --model MODEL",
             highlight=False,
         )

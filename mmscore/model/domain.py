@@ -124,31 +124,38 @@ class DomainReference:
             "held-out training pairs pass)",
         }
 
-    def save(self, path: Path) -> None:
-        np.savez_compressed(
-            path,
-            text_vectors=self.text_vectors.astype(np.float16),
-            flag_p=self.form.flag_p,
-            stats=np.array(
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What is saved (float16 text vectors): :meth:`from_arrays` reads it back, nothing is refitted."""
+        return {
+            "text_vectors": self.text_vectors.astype(np.float16),
+            "flag_p": self.form.flag_p,
+            "stats": np.array(
                 [self.form.words_mean, self.form.words_sd, self.meaning_mean, self.meaning_sd]
                 + [self.form_mean, self.form_sd]
             ),
-            held_out=self.held_out,
+            "held_out": self.held_out,
+        }
+
+    @classmethod
+    def from_arrays(cls, z) -> DomainReference:
+        words_mean, words_sd, meaning_mean, meaning_sd, form_mean, form_sd = (float(x) for x in z["stats"])
+        return cls(
+            np.asarray(z["text_vectors"]).astype(np.float32),
+            FormStats(words_mean, words_sd, np.asarray(z["flag_p"])),
+            meaning_mean,
+            meaning_sd,
+            form_mean,
+            form_sd,
+            np.sort(np.asarray(z["held_out"])),
         )
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, **self.arrays())
 
     @classmethod
     def load(cls, path: Path) -> DomainReference:
         with np.load(path, allow_pickle=False) as z:
-            words_mean, words_sd, meaning_mean, meaning_sd, form_mean, form_sd = (float(x) for x in z["stats"])
-            return cls(
-                z["text_vectors"].astype(np.float32),
-                FormStats(words_mean, words_sd, z["flag_p"]),
-                meaning_mean,
-                meaning_sd,
-                form_mean,
-                form_sd,
-                np.sort(z["held_out"]),
-            )
+            return cls.from_arrays(z)
 
 
 def fit_domain(vectors_1, vectors_2, texts_1, texts_2, folds: np.ndarray) -> DomainReference | None:

@@ -134,12 +134,16 @@ def lazy_reader(path: Path):
 
 
 def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings) -> np.ndarray:
-    """Which new rows the base's in-domain reference rejects: they extend its second head, not its main head
-    (all False for a base without a reference)."""
+    """Which new rows the router sends to the base's second head (:func:`~mmscore.model.out_of_domain.route`):
+    they extend its second head, not its main head (all False for a base without a reference)."""
     reference = load_domain(base_dir)
     if reference is None:
         return np.zeros(len(df), bool)
-    return route(reference.score(emb.text_1, emb.text_2, list(df["text_1"]), list(df["text_2"]))[1])
+    texts = list(df["text_1"]), list(df["text_2"])
+    main_score, main_in_domain = reference.score(emb.text_1, emb.text_2, *texts)
+    second = load_out_of_domain(base_dir)
+    second_score = None if second is None else second.second_scores(main_in_domain, emb.text_1, emb.text_2, *texts)
+    return route(main_score, main_in_domain, second_score)
 
 
 def _lineage(base_dir: Path, base_card: ModelCard, base_rows: int, new_hash: str, outside, weight: int) -> dict:
