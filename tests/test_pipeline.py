@@ -137,7 +137,7 @@ def test_an_error_while_preparing_rows_names_its_cause(tmp_path, model_dir, monk
     def broken(_data, _size):
         raise ZeroDivisionError("image scale is zero")
 
-    monkeypatch.setattr("mmscore.scoring.chunks.decode_image", broken)
+    monkeypatch.setattr("mmscore.images.loading.decode_image", broken)
     fetcher = ImageFetcher(ImageCache(tmp_path / "cache"), image_root=tmp_path)
     with pytest.raises(ScoringError, match=r"preparing rows failed \(ZeroDivisionError: image scale is zero\)"):
         score_pairs(open_pairs(tmp_path / "in.csv"), tmp_path / "out.parquet", Predictor.load(model_dir), fetcher)
