@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 SNLI = SHARED_DATA / "snli" / "snli_1.0_train_100k.parquet"
+ROOT_SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 needs_snli = pytest.mark.skipif(not SNLI.is_file(), reason="needs ../shared/data/snli (real SNLI pairs)")
 
 # Invented pairs (the test's own), one scene per row: what the training-path tests train on.
@@ -215,3 +216,37 @@ def test_the_shipped_pair_reader_reads_held_out_snli_pairs_far_above_the_hypothe
     accuracy = (reader == truth).mean()
     assert accuracy >= 0.80, accuracy
     assert accuracy >= baseline_accuracy + 0.15, (accuracy, baseline_accuracy)
+
+
+@pytest.mark.slow
+def test_the_cli_trains_a_reader_and_makes_a_whole_model_that_scores(tmp_path):
+    """`mmscore train-pair-reader DATA --model default`: a reader trained on the test's own pairs, then a model
+    folder with the shipped main head (byte for byte), the new reader and a second head fitted on DATA's dev pairs;
+    that folder scores a file and its card names the reader."""
+    from typer.testing import CliRunner
+
+    import mmscore
+    from mmscore.cli import app
+    from mmscore.model.card import ModelCard
+    from mmscore.model.predictor import DEFAULT_MODEL_DIR
+
+    data = _invented_file(tmp_path / "pairs.csv", repeat=4)
+    out = tmp_path / "model"
+    args = ["train-pair-reader", str(data), "--out", str(out), "--epochs", "0.5", "--batch-size", "8",
+            "--lora-rank", "4", "--dev-share", "0.5", "--model", "default"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "saved pair reader to" in said and "pairs/s" in said and "dev accuracy" in said
+    for name in ("head.keras", "domain.npz", "training_rows.npz"):
+        assert (out / name).read_bytes() == (DEFAULT_MODEL_DIR / name).read_bytes(), name
+    card = ModelCard.load(out)
+    assert card.pair_reader["trained_on"] == "pairs.csv" and card.out_of_domain["pairs_file"] == "pairs.csv"
+    assert "+pair-reader/" in card.model_id()
+    book = pd.read_csv(ROOT_SAMPLE / "textbook_pairs.csv", dtype=str)
+    scored = mmscore.Scorer(out, precision="float32").score_frame(book)
+    assert len(scored) == len(book) and scored["pred_label"].notna().all()
+    reader = (out / "pair_reader.npz").read_bytes()
+    again = CliRunner().invoke(app, [*args, "--resume"])  # resuming a finished run reuses its reader
+    assert again.exit_code == 0, again.output
+    assert (out / "pair_reader.npz").read_bytes() == reader
