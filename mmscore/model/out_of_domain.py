@@ -88,9 +88,6 @@ class SecondRows:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def cosines(self) -> np.ndarray:
-        return (self.vectors_1 * self.vectors_2).sum(1).astype(np.float64)
-
     def subset(self, rows) -> SecondRows:
         return SecondRows(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
 
@@ -107,6 +104,14 @@ def mapped(cos, nli, relatedness) -> np.ndarray:
 
 def cosine(vectors_1, vectors_2) -> np.ndarray:
     return (unit(vectors_1) * unit(vectors_2)).sum(1).astype(np.float64)
+
+
+def calibrated(log_mapped, scale, shift) -> np.ndarray:
+    """Probabilities in label order: softmax of ``scale * log(mapped) + shift`` per label (:func:`fit_calibration`)."""
+    logits = np.asarray(log_mapped, np.float64) * scale + shift
+    logits -= logits.max(1, keepdims=True)
+    e = np.exp(logits)
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
 def fit_calibration(log_mapped: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,10 +162,8 @@ class OutOfDomainHead:
     rows: SecondRows
     relatedness: np.ndarray  # (2,) a, b of r = sigmoid(a cos + b) (see mapped)
     reference: DomainReference | None  # how typical a pair is of its rows (None: too few rows to place one)
-    mean: np.ndarray  # (k,) standardisation of the inputs
-    scale: np.ndarray  # (k,)
-    coef: np.ndarray  # (labels, k)
-    intercept: np.ndarray  # (labels,)
+    label_scale: np.ndarray  # (labels,) the calibration (see calibrated)
+    label_shift: np.ndarray  # (labels,)
 
     @staticmethod
     def inputs_of(cos, nli, relatedness) -> np.ndarray:
@@ -172,29 +175,31 @@ class OutOfDomainHead:
 
     @classmethod
     def fit(cls, rows: SecondRows) -> OutOfDomainHead:
-        """Relatedness on the rows where it is known (else: Implies and Contradictory rows count as related), then
-        the calibration on balanced labels (each weighs the same in total): see :func:`fit_calibration`."""
+        """The mapping (:meth:`fit_mapping`) and this head's own reference, fitted on held-out folds of its rows."""
+        relatedness, scale, shift = cls.fit_mapping(rows)
+        fitted = fit_domain_held_out(rows.vectors_1, rows.vectors_2, rows.form_1, rows.form_2, rows.folds)
+        return cls(rows, relatedness, None if fitted is None else fitted[0], scale, shift)
+
+    @classmethod
+    def fit_mapping(cls, rows: SecondRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(relatedness, scale, shift)``: relatedness on the rows where it is known (else: Implies and
+        Contradictory rows count as related), then the calibration on balanced labels (each weighs the same in
+        total): see :func:`fit_calibration`."""
         labels, weights, present = rows.labels, rows.weights, np.unique(rows.labels)
         if len(present) < 2:
             raise ValueError("the second head needs labelled pairs of at least two labels")
+        cos = cosine(rows.vectors_1, rows.vectors_2)
         known = rows.related >= 0
         related = rows.related[known] if known.any() else (rows.labels != LABELS.index("NoEntailment")).astype(float)
-        relatedness = fit_relatedness(rows.cosines()[known] if known.any() else rows.cosines(), related)
-        inputs = cls.inputs_of(rows.cosines(), rows.nli, relatedness)
+        relatedness = fit_relatedness(cos[known] if known.any() else cos, related)
         per_label = np.bincount(labels, weights, minlength=len(LABELS))
         balanced = weights * (weights.sum() / (len(present) * per_label[labels]))
-        scale, shift = fit_calibration(inputs, labels, balanced)
+        scale, shift = fit_calibration(cls.inputs_of(cos, rows.nli, relatedness), labels, balanced)
         shift[np.setdiff1d(np.arange(len(LABELS)), present)] = -1e9  # a label it never saw is never predicted
-        k = len(LABELS)
-        fitted = fit_domain_held_out(rows.vectors_1, rows.vectors_2, rows.form_1, rows.form_2, rows.folds)
-        reference = None if fitted is None else fitted[0]
-        return cls(rows, relatedness, reference, np.zeros(k), np.ones(k), np.diag(scale), shift)
+        return relatedness, scale, shift
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
-        logits = ((np.asarray(inputs, np.float64) - self.mean) / self.scale) @ self.coef.T + self.intercept
-        logits -= logits.max(1, keepdims=True)
-        e = np.exp(logits)
-        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+        return calibrated(inputs, self.label_scale, self.label_shift)
 
     def second_scores(self, main_in_domain, vectors_1, vectors_2, texts_1, texts_2) -> np.ndarray | None:
         """The rows' ``in_domain_score`` among this head's pairs (-inf for rows in the main domain: never placed);
@@ -238,10 +243,9 @@ class OutOfDomainHead:
             kept = self.rows.subset(~test)
             if len(np.unique(kept.labels)) < 2:
                 return None
-            fitted, r = OutOfDomainHead.fit(kept), self.rows
-            pred[test] = fitted.probabilities(fitted.inputs(r.vectors_1[test], r.vectors_2[test], r.nli[test])).argmax(
-                1
-            )
+            relatedness, scale, shift = self.fit_mapping(kept)  # a held-out figure needs no reference refitted
+            cos = cosine(self.rows.vectors_1[test], self.rows.vectors_2[test])
+            pred[test] = calibrated(self.inputs_of(cos, self.rows.nli[test], relatedness), scale, shift).argmax(1)
         return pred
 
     def card_facts(self) -> dict:
@@ -265,8 +269,7 @@ class OutOfDomainHead:
 
     def save(self, handle) -> None:
         kept = {name: getattr(self.rows, name) for name in SecondRows.__dataclass_fields__}
-        kept.update(relatedness=self.relatedness, mean=self.mean, scale=self.scale, coef=self.coef)
-        kept.update(intercept=self.intercept)
+        kept.update(relatedness=self.relatedness, label_scale=self.label_scale, label_shift=self.label_shift)
         if self.reference is not None:
             kept.update({f"reference/{k}": v for k, v in self.reference.arrays().items()})
         np.savez_compressed(handle, **kept)
@@ -277,7 +280,7 @@ class OutOfDomainHead:
             rows = SecondRows(**{name: z[name] for name in SecondRows.__dataclass_fields__})
             saved = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("reference/")}
             reference = DomainReference.from_arrays(saved) if saved else None
-            return cls(rows, z["relatedness"], reference, z["mean"], z["scale"], z["coef"], z["intercept"])
+            return cls(rows, z["relatedness"], reference, z["label_scale"], z["label_shift"])
 
 
 def load_out_of_domain(directory: Path | None) -> OutOfDomainHead | None:
