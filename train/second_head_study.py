@@ -30,7 +30,7 @@ def embedded(name: str):
     from mmscore.encoders import registry
     from mmscore.labels import LABEL_INDEX
     from mmscore.model.domain import unit
-    from mmscore.model.out_of_domain import LEXICAL
+    from mmscore.model.pair_features import V2 as LEXICAL  # the earlier second head's word features
     from mmscore.model.pair_features import pair_features
 
     df = pd.read_csv(ROOT / "sample_data" / name, dtype=str)
