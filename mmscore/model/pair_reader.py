@@ -81,6 +81,23 @@ def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def read_pairs(step, ids_1, ids_2, cls: int, sep: int, max_tokens: int, batch_size: int = BATCH) -> np.ndarray:
+    """``(n, 3)`` float32 probabilities of tokenised pairs: packed in batches of similar length and read by
+    ``step(token_ids, segment_ids)`` (which returns probabilities), each row back in its place."""
+    out = np.zeros((len(ids_1), len(NLI_LABELS)), np.float32)
+    lengths = np.array([len(a) + len(b) for a, b in zip(ids_1, ids_2, strict=True)])
+    for rows in length_batches(lengths, batch_size):
+        token_ids, segment_ids = pack_pairs([ids_1[i] for i in rows], [ids_2[i] for i in rows], cls, sep, max_tokens)
+        out[rows] = np.asarray(step(token_ids, segment_ids), np.float32)
+    return out
+
+
+def read_meta(path: Path | str) -> dict:
+    """A pair reader file's ``config`` and ``facts`` (what its training recorded), without loading its weights."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(bytes(z["meta"]).decode())
+
+
 def build_network(config: PairReaderConfig, dtype: str | None = None):
     """``(network, backbone)``: MiniLM from its package, LoRA or trainable layers as ``config`` says, mean pooling
     and a 3-way classifier. ``network`` maps ``[token_ids, segment_ids]`` to float32 logits."""
@@ -172,15 +189,9 @@ class PairReader:
 
     def probabilities(self, texts_1, texts_2, batch_size: int = BATCH) -> np.ndarray:
         """``(n, 3)`` float32 rows summing to 1: entailment, neutral, contradiction."""
-        ids_1, ids_2 = self.token_ids(texts_1), self.token_ids(texts_2)
-        out = np.zeros((len(ids_1), len(NLI_LABELS)), np.float32)
         cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        lengths = np.array([len(a) + len(b) for a, b in zip(ids_1, ids_2, strict=True)])
-        for rows in length_batches(lengths, batch_size):
-            token_ids, segment_ids = pack_pairs([ids_1[i] for i in rows], [ids_2[i] for i in rows], cls, sep,
-                                                self.config.max_tokens)  # fmt: skip
-            out[rows] = np.asarray(self._step(token_ids, segment_ids), np.float32)
-        return out
+        ids_1, ids_2 = self.token_ids(texts_1), self.token_ids(texts_2)
+        return read_pairs(self._step, ids_1, ids_2, cls, sep, self.config.max_tokens, batch_size)
 
 
 def base_weights_sha256(network) -> str:

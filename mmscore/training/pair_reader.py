@@ -26,9 +26,12 @@ from mmscore.model.pair_reader import (
     base_weights_sha256,
     build_network,
     pack_pairs,
+    read_meta,
+    read_pairs,
     save_pair_reader,
     token_lists,
 )
+from mmscore.training.card import data_sha256
 
 # Column names accepted for the two texts, the label and the group (first present wins).
 PREMISE = ("premise", "sentence1", "text_1")
@@ -117,17 +120,9 @@ def read_nli_frame(path: str):
     )
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def tokenised_pairs(path: str, tokenizer, cache_dir: Path | None) -> NliPairs:
     """The file's labelled pairs as token ids, read from the cache when the same bytes were tokenised before."""
-    key = hashlib.sha256(f"{file_sha256(path)}/{tokenizer.vocabulary_size()}/strip_accents".encode()).hexdigest()
+    key = hashlib.sha256(f"{data_sha256(path)}/{tokenizer.vocabulary_size()}/strip_accents".encode()).hexdigest()
     cached = None if cache_dir is None else Path(cache_dir) / f"nli-tokens-{key[:24]}.npz"
     if cached is not None and cached.is_file():
         with np.load(cached, allow_pickle=False) as z:
@@ -176,14 +171,10 @@ def evaluate(network, pairs: NliPairs, cls: int, sep: int, max_tokens: int, batc
     """Probabilities ``(n, 3)`` of ``pairs`` under ``network``."""
     import tensorflow as tf
 
-    from mmscore.model.pair_reader import length_batches
+    def step(ids, seg):
+        return tf.nn.softmax(network([ids, seg], training=False), -1)
 
-    out = np.zeros((len(pairs), len(NLI_LABELS)), np.float32)
-    lengths = np.array([len(a) + len(b) for a, b in zip(pairs.ids_1, pairs.ids_2, strict=True)])
-    for rows in length_batches(lengths, batch_size):
-        ids, seg = pack_pairs([pairs.ids_1[i] for i in rows], [pairs.ids_2[i] for i in rows], cls, sep, max_tokens)
-        out[rows] = tf.nn.softmax(network([ids, seg], training=False), -1).numpy()
-    return out
+    return read_pairs(step, pairs.ids_1, pairs.ids_2, cls, sep, max_tokens, batch_size)
 
 
 def _random_states(network) -> list:
@@ -217,8 +208,7 @@ def _load_checkpoint(path: Path, network, optimizer, meta: dict) -> int:
 
 def _finished(path: Path, meta: dict) -> PairReaderResult:
     """A run resumed after it finished: its pair reader, when it was trained with these settings and data."""
-    with np.load(path, allow_pickle=False) as z:
-        facts = json.loads(bytes(z["meta"]).decode()).get("facts", {})
+    facts = read_meta(path).get("facts", {})
     trained = {**facts.get("options", {}), "data_sha256": facts.get("data_sha256")}
     wanted = {k: v for k, v in meta.items() if k != "data"}
     if any(trained.get(k) != v for k, v in wanted.items()):
@@ -243,6 +233,12 @@ def train_pair_reader(
     from mmscore.precision import encoder_dtype, resolve_precision
 
     started = time.perf_counter()
+    precision = resolve_precision("auto")
+    checkpoint = options.out / CHECKPOINT
+    meta = {k: v for k, v in asdict(options).items() if k not in ("out", "resume", "checkpoint_every")}
+    meta.update(data_sha256=data_sha256(options.data), precision=precision)
+    if options.resume and not checkpoint.is_file() and (options.out / PAIR_READER_FILE).is_file():
+        return _finished(options.out / PAIR_READER_FILE, meta)  # nothing to train: no tokenising, no network
     tokenizer = keras_hub.tokenizers.BertTokenizer.from_preset(str(model_dir()), strip_accents=True)
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     pairs = tokenised_pairs(options.data, tokenizer, cache_dir or user_cache_dir() / "tokens")
@@ -254,7 +250,6 @@ def train_pair_reader(
     if len(train) < options.batch_size:
         raise InputError(f"{options.data}: {len(train)} training pairs, fewer than one batch")
 
-    precision = resolve_precision("auto")
     keras.utils.set_random_seed(options.seed)  # before building: the classifier's start and dropout's states
     network, _ = build_network(PairReaderConfig(lora_rank=options.lora_rank), encoder_dtype(precision))
     config = PairReaderConfig(lora_rank=options.lora_rank, base_weights_sha256=base_weights_sha256(network))
@@ -278,11 +273,6 @@ def train_pair_reader(
         return loss
 
     options.out.mkdir(parents=True, exist_ok=True)
-    checkpoint = options.out / CHECKPOINT
-    meta = {k: v for k, v in asdict(options).items() if k not in ("out", "resume", "checkpoint_every")}
-    meta.update(data_sha256=file_sha256(options.data), precision=precision)
-    if options.resume and not checkpoint.is_file() and (options.out / PAIR_READER_FILE).is_file():
-        return _finished(options.out / PAIR_READER_FILE, meta)
     done = _load_checkpoint(checkpoint, network, optimizer, meta) if options.resume and checkpoint.is_file() else 0
 
     losses: list[float] = []

@@ -75,10 +75,10 @@ def routing_metrics(oof, y, layout, domain, second: OutOfDomainHead, df, emb, nl
 def reader_facts(path: Path) -> dict:
     """The card's ``pair_reader``: the reader file's hash, and what its training recorded (dev accuracy, data)."""
     import hashlib
-    import json
 
-    with np.load(path, allow_pickle=False) as z:
-        facts = json.loads(bytes(z["meta"]).decode()).get("facts", {})
+    from mmscore.model.pair_reader import read_meta
+
+    facts = read_meta(path).get("facts", {})
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     credit = {"credit": SNLI_CREDIT} if "snli" in str(facts.get("trained_on", "")).lower() else {}
     return {"file": Path(path).name, "sha256": digest, **credit, **facts}
