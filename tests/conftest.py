@@ -133,25 +133,30 @@ class ImageServer:
     """A real HTTP server on 127.0.0.1 with per-path behaviour and a hit counter.
 
     ``routes[path](hit_number)`` returns ``(status, headers, body)``; ``raw_routes[path](handler, hit_number)``
-    writes to the socket itself (resets, stalls, trickles, truncated bodies).
+    writes to the socket itself (resets, stalls, trickles, truncated bodies). ``keep_alive``: HTTP/1.1, one
+    connection serves many requests; ``peers`` counts requests per client port (one port, one connection).
     """
 
-    def __init__(self):
+    def __init__(self, keep_alive: bool = False):
         import threading
         from collections import Counter
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.hits: Counter = Counter()
+        self.peers: Counter = Counter()
         self.routes: dict = {}
         self.raw_routes: dict = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def log_message(self, *args):
                 pass
 
             def do_GET(self):
                 server.hits[self.path] += 1
+                server.peers[self.client_address[1]] += 1
                 if self.path in server.raw_routes:
                     server.raw_routes[self.path](self, server.hits[self.path])
                     return

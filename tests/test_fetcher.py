@@ -1,5 +1,9 @@
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
-from conftest import make_fetcher, png_bytes
+from conftest import ImageServer, make_fetcher, png_bytes
 
 from mmscore.images.fetcher import FetchSettings, ImageFetcher
 from mmscore.images.image_cache import ImageCache
@@ -102,3 +106,46 @@ def test_unwritable_cache_still_returns_the_image(tmp_path, image_server):
     (tmp_path / "cache").write_text("a file where the cache directory should be")
     fetched = make_fetcher(tmp_path).fetch(url)
     assert fetched.status == "ok" and fetched.data == png_bytes()
+
+
+def test_one_connection_serves_image_after_image_even_after_an_error_reply(tmp_path):
+    """Connections go back to the pool for reuse, and one whose reply was an error with a body is closed rather
+    than reused with that body still unread (the next reply would be read from the wrong bytes)."""
+    server = ImageServer(keep_alive=True)
+    try:
+        server.routes["/gone.png"] = lambda _n: (410, {"Content-Type": "text/html"}, b"<html>gone</html>" * 50)
+        urls = [server.image(f"/{i}.png", png_bytes(colour=(i, 0, 0))) for i in range(6)]
+        fetcher = make_fetcher(tmp_path, retries=0)
+        first = [fetcher.fetch(url) for url in urls[:3]]
+        gone = fetcher.fetch(server.url("/gone.png"))
+        after = [fetcher.fetch(url) for url in urls[3:]]
+    finally:
+        server.close()
+    assert gone.status == "http_410"
+    assert [f.status for f in first + after] == ["ok"] * 6
+    assert [f.data for f in first + after] == [png_bytes(colour=(i, 0, 0)) for i in range(6)]
+    # one connection for the first three and the error reply; a fresh one after it, reused for the rest
+    assert sorted(server.peers.values()) == [3, 4]
+
+
+def test_fetching_goes_on_while_decoding_waits_and_stops_at_the_backlog(tmp_path, image_server, monkeypatch):
+    """Fetch workers hand bytes to the decoders and fetch the next image: with every decode held up, 4 workers
+    still fetch 2 x 4 images (decoding in the workers would stop at 4), and no more (bounded memory)."""
+    from mmscore.images import loading
+
+    release, decode = threading.Event(), loading.decode_image
+    monkeypatch.setattr(loading, "decode_image", lambda data, size: release.wait(30) and decode(data, size))
+    urls = [image_server.image(f"/{i}.png", png_bytes()) for i in range(30)]
+    fetcher = make_fetcher(tmp_path)
+    fetcher.pool_size = 4
+    with ThreadPoolExecutor(4) as pool, ThreadPoolExecutor(1) as caller:
+        results = caller.submit(loading.load_images, urls, fetcher, pool, 16)
+        deadline, seen = time.monotonic() + 10, -1
+        while seen != image_server.hits.total() and time.monotonic() < deadline:
+            seen = image_server.hits.total()
+            time.sleep(0.5)  # until no new request arrives for half a second
+        held = image_server.hits.total()
+        release.set()
+        loaded = results.result(timeout=60)
+    assert held == 8
+    assert len(loaded) == 30 and {status for _pixels, status in loaded.values()} == {"ok"}

@@ -95,8 +95,8 @@ def test_image_2_is_not_image_1(tmp_path, image_server, predictor):
 
     with ThreadPoolExecutor(2) as pool:
         chunk = prepare_chunk(table, make_fetcher(tmp_path), pool, 32)
-    assert chunk.images[0][0, 5, 5].tolist() == [255, 0, 0]
-    assert chunk.images[1][0, 5, 5].tolist() == [0, 0, 255]
+    assert chunk.images[0][0][5, 5].tolist() == [255, 0, 0]
+    assert chunk.images[1][0][5, 5].tolist() == [0, 0, 255]
 
 
 def test_missing_images_skip_the_image_encoder_path(tmp_path, predictor):

@@ -66,8 +66,8 @@ def test_prepare_chunk_masks_exactly_the_images_that_decoded(tmp_path):
     assert chunk.statuses["image_1_status"] == ["ok", "missing", "not_found", "not_an_image"]
     assert chunk.statuses["image_2_status"] == ["ok", "ok", "missing", "ok"]
     # pixels where the mask says so, in the right slot; zeros elsewhere
-    assert chunk.images[0][0, ..., 0].mean() > 200 and chunk.images[1][0, ..., 2].mean() > 200
-    assert chunk.images[1][1, ..., 0].mean() > 200 and not chunk.images[0][1].any()
+    assert chunk.images[0][0][..., 0].mean() > 200 and chunk.images[1][0][..., 2].mean() > 200
+    assert chunk.images[1][1][..., 0].mean() > 200 and not chunk.images[0][1].any()
     assert not chunk.images[0][2].any() and not chunk.images[0][3].any()
 
 

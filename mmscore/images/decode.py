@@ -37,7 +37,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         im = im.convert("RGBA")
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, im)  # transparent -> white, not black
-    return im.convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")  # convert() to the same mode would copy the image
 
 
 def decode_image(data: bytes, size: int = 224, max_pixels: int = MAX_PIXELS) -> Decoded:
@@ -51,7 +51,7 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = MAX_PIXELS) -> 
             im.seek(0)
             if im.format == "JPEG":
                 im.draft("RGB", (size, size))  # decode at reduced scale: much faster for big photos
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # in place: with no orientation to undo, no copy either
             im = _to_rgb(im)
             im = im.resize((size, size), Image.BILINEAR)
             return Decoded(np.asarray(im, dtype=np.uint8), statuses.OK)

@@ -19,25 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fetch import LATENCY, start_server  # noqa: E402
+from bench_fetch import LATENCY, serve_elsewhere  # noqa: E402
 from bench_score import photo_files, real_or_synthetic_texts  # noqa: E402
-
-
-def _serve(folder: Path, ports) -> None:
-    ports.put(start_server(folder=folder).server_address[1])
-    time.sleep(3600)
-
-
-def serve_elsewhere(folder: Path):
-    """The image server in a process of its own, as a real one is: its request handling does not hold this
-    process's interpreter lock (both cases still share the machine's cores)."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    ports = context.Queue()
-    process = context.Process(target=_serve, args=(folder, ports), daemon=True)
-    process.start()
-    return process, ports.get(timeout=60)
 
 
 def rate(predictor, frame: pd.DataFrame, root: Path, tag: str, image_root: Path | None, workers: int) -> float:

@@ -48,6 +48,10 @@ def start_server(
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse counts
+        # TCP_NODELAY, as production servers set it (nginx's tcp_nodelay is on by default): the body goes out in a
+        # write after the headers', and with Nagle on, its last small segment waited for the client's delayed ACK,
+        # ~40 ms on some body sizes (92 ms a request instead of 52 for the real photos), a cost no CDN charges.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):
             pass
@@ -70,6 +74,24 @@ def start_server(
     server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def _serve(folder: Path | None, ports) -> None:
+    ports.put(start_server(folder=folder).server_address[1])
+    time.sleep(3600)
+
+
+def serve_elsewhere(folder: Path | None = None):
+    """The image server in a process of its own, as a real one is: its request handling does not hold this
+    process's interpreter lock (both cases still share the machine's cores). Returns the process and its port;
+    ``folder`` as in :func:`start_server`."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    ports = context.Queue()
+    process = context.Process(target=_serve, args=(folder, ports), daemon=True)
+    process.start()
+    return process, ports.get(timeout=60)
 
 
 def main() -> None:

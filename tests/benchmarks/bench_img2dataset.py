@@ -1,5 +1,6 @@
 """mmscore's fetch + decode + resize against img2dataset's, side by side in one run: the same local server
-(50 ms latency, one 71 KB JPEG), the same number of distinct URLs, the same thread counts, images resized to 224.
+(50 ms latency, one 71 KB JPEG) in a process of its own, so neither tool shares an interpreter with it; the
+same number of distinct URLs, the same thread counts, images resized to 224.
 
 Run on demand:  .venv/bin/python tests/benchmarks/bench_img2dataset.py IMG2DATASET [IMAGES]
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fetch import LATENCY, start_server  # noqa: E402
+from bench_fetch import LATENCY, serve_elsewhere  # noqa: E402
 
 from mmscore.images.fetcher import ImageFetcher  # noqa: E402
 from mmscore.images.image_cache import ImageCache  # noqa: E402
@@ -61,8 +62,8 @@ def mmscore_rate(urls: list[str], workers: int, folder: Path) -> float:
 
 
 def main(command: str, images: int = 1000) -> None:
-    server = start_server()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    server, port = serve_elsewhere()
+    base = f"http://127.0.0.1:{port}"
     print(f"{images} distinct URLs per run, {LATENCY * 1000:.0f} ms latency, resized to 224; images/s")
     print(f"{'threads':>8} {'bound':>6} {'img2dataset':>12} {'mmscore':>8} {'mmscore / img2dataset':>22}")
     for threads in (4, 16, 32, 64):
@@ -73,7 +74,7 @@ def main(command: str, images: int = 1000) -> None:
             ours = mmscore_rate([f"{base}/m/{threads}/{i}.jpg" for i in range(images)], threads, Path(tmp))
         bound = threads / LATENCY
         print(f"{threads:>8} {bound:>6.0f} {theirs:>12.0f} {ours:>8.0f} {ours / theirs:>22.2f}")
-    server.shutdown()
+    server.terminate()
 
 
 if __name__ == "__main__":

@@ -50,8 +50,7 @@ MUTANTS = [
     m("decoder pixel limit removed", "mmscore/images/decode.py", ALIGN + "::test_the_decoders_own_pixel_limit_refuses_what_pillow_would_decode",
       ("if im.width * im.height > max_pixels:", "if False:")),
     m("mask 1 for failed images", "mmscore/scoring/chunks.py", ALIGN + "::test_prepare_chunk_masks_exactly_the_images_that_decoded",
-      ("            if array is not None:\n                pixels[row] = array\n                mask[row, side] = 1.0",
-       "            mask[row, side] = 1.0\n            if array is not None:\n                pixels[row] = array")),
+      ("mask[:, side] = [array is not None for array, _status in results]", "mask[:, side] = 1.0")),
     m("text_1 scored in text_2's place", "mmscore/scoring/chunks.py", ALIGN,
       ("preprocessor.tokens(*as_text)", "preprocessor.tokens(as_text[0], as_text[0])")),
     m("offsets tuned with the fold's own rows", "mmscore/training/cross_fitting.py", CAL,
@@ -236,7 +235,7 @@ MUTANTS = [
     m("review takes rows at the cut", "mmscore/report.py", DOMAIN + "::test_review_with_out_of_domain_and_below_keeps_both_filters_at_the_exact_cut",
       ("wanted = confidence < below if below", "wanted = confidence <= below if below")),
     m("a deferred reference not counted as waiting again", "mmscore/images/loading.py", HOSTILE + "::test_while_both_hosts_have_references_waiting_neither_exceeds_the_cap",
-      ("                waiting.append(ref)\n                waiting_per_server[servers[ref]] += 1\n", "                waiting.append(ref)\n")),
+      ("            if self.servers[ref] is not None:\n                self.per_server[self.servers[ref]] += 1\n", "")),
     m("text vectors left in length order", "mmscore/scoring/chunks.py", "tests/test_second_head.py::test_in_a_mixed_file_every_row_is_placed_and_routed_as_when_scored_alone",
       ("vectors = [chunk.in_input_order(np.concatenate(v)) for v in vectors]", "vectors = [np.concatenate(v) for v in vectors]")),
     m("a pair as typical as its more typical text", "mmscore/model/domain.py", "tests/test_second_head.py::test_a_pair_is_as_typical_as_its_less_typical_text",
@@ -246,6 +245,13 @@ MUTANTS = [
       ("self.pool_size if alone else self.per_host)", "self.per_host)")),
     m("host cap never applies", "mmscore/images/fetcher.py", HOSTILE + "::test_a_host_alone_uses_every_worker_and_shares_them_under_contention",
       ("self.pool_size if alone else self.per_host)", "self.pool_size)")),
+    # fetch ahead (issue 39): pooled connections, decoding apart from fetching, a bound on bytes awaiting decode
+    m("a fresh connection for every image", "mmscore/images/fetcher.py", "tests/test_fetcher.py::test_one_connection_serves_image_after_image_even_after_an_error_reply",
+      ("headers=_HEADERS,", 'headers={**_HEADERS, "Connection": "close"},')),
+    m("decoding in the fetch workers", "mmscore/images/loading.py", "tests/test_fetcher.py::test_fetching_goes_on_while_decoding_waits_and_stops_at_the_backlog",
+      ("decoding.append(decoders().submit(decode, ref, fetched))", "decode(ref, fetched)")),
+    m("no bound on images awaiting a decoder", "mmscore/images/loading.py", "tests/test_fetcher.py::test_fetching_goes_on_while_decoding_waits_and_stops_at_the_backlog",
+      ("threading.BoundedSemaphore(2 * fetcher.pool_size)", "threading.BoundedSemaphore(10**6)")),
 ]  # fmt: skip
 
 
