@@ -172,7 +172,8 @@ def build_report(
     domain = [c for c in (IN_DOMAIN, LABELLED_BY) if c in names]
     columns = [*NEEDED, *statuses, *texts, *domain, *([gold] if has_gold else [])]
     confidences: dict[str, list[np.ndarray]] = {k: [] for k in LABELS}
-    gold_codes, pred_codes = [], []
+    gold_codes: list[np.ndarray] = []
+    pred_codes: list[np.ndarray] = []
     for batch in _batches(parts, columns, chunk_rows):
         pred = np.array(batch.column("pred_label").to_pylist(), dtype=object)
         probs = np.stack([batch.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1)
@@ -180,14 +181,7 @@ def build_report(
         report.rows += batch.num_rows
         report.predicted.update(pred.tolist())
         report.low_confidence += int((top < low_confidence).sum())
-        for label in LABELS:
-            chosen = top[pred == label]
-            counts, _ = np.histogram(chosen, CONFIDENCE_BINS)
-            report.confidence_hist[label] = [
-                a + int(b) for a, b in zip(report.confidence_hist[label], counts, strict=True)
-            ]
-            # a reservoir would do for huge files; a float16 per row is small enough here
-            confidences[label].append(chosen.astype(np.float16))
+        _add_confidences(report, pred, top, confidences)
         for c in statuses:
             report.image_statuses[c].update(batch.column(c).to_pylist())
         if texts:
@@ -196,25 +190,50 @@ def build_report(
             by = batch.column(LABELLED_BY).to_pylist() if LABELLED_BY in names else None
             report.domain.add(batch.column(IN_DOMAIN).to_pylist(), pred, top, by)
         if has_gold:
-            g = ["" if v is None else str(v) for v in batch.column(gold).to_pylist()]
-            known = np.array([v in LABEL_INDEX for v in g])
-            report.gold_outside_labels.update(v for v, k in zip(g, known, strict=True) if not k)
-            gold_codes.append(np.array([LABEL_INDEX[v] for v, k in zip(g, known, strict=True) if k], np.int8))
-            tally.add(probs[known], gold_codes[-1])
-            pred_codes.append(np.array([LABEL_INDEX.get(p, -1) for p in pred[known]], np.int8))
+            gold_codes.append(_add_gold(report, batch.column(gold).to_pylist(), probs, pred, tally, pred_codes))
+    _confidence_quantiles(report, confidences)
+    if has_gold:
+        _gold_figures(report, gold, gold_codes, pred_codes, tally)
+    return report
+
+
+def _add_confidences(report: ScoredReport, pred: np.ndarray, top: np.ndarray, confidences: dict) -> None:
+    """A batch's top probabilities into each predicted label's histogram and kept values."""
+    for label in LABELS:
+        chosen = top[pred == label]
+        counts, _ = np.histogram(chosen, CONFIDENCE_BINS)
+        report.confidence_hist[label] = [a + int(b) for a, b in zip(report.confidence_hist[label], counts, strict=True)]
+        # a reservoir would do for huge files; a float16 per row is small enough here
+        confidences[label].append(chosen.astype(np.float16))
+
+
+def _add_gold(report: ScoredReport, cells: list, probs, pred, tally: CalibrationTally, pred_codes: list) -> np.ndarray:
+    """A batch's gold labels: values outside the labels are counted apart; the rest are tallied for calibration
+    and returned as codes (their predictions' codes go to ``pred_codes``)."""
+    g = ["" if v is None else str(v) for v in cells]
+    known = np.array([v in LABEL_INDEX for v in g])
+    report.gold_outside_labels.update(v for v, k in zip(g, known, strict=True) if not k)
+    codes = np.array([LABEL_INDEX[v] for v, k in zip(g, known, strict=True) if k], np.int8)
+    tally.add(probs[known], codes)
+    pred_codes.append(np.array([LABEL_INDEX.get(p, -1) for p in pred[known]], np.int8))
+    return codes
+
+
+def _confidence_quantiles(report: ScoredReport, confidences: dict) -> None:
     for label in LABELS:
         values = np.concatenate(confidences[label]).astype(np.float32) if confidences[label] else np.zeros(0)
         if values.size:
             q = np.quantile(values, [0.1, 0.5, 0.9])
             report.confidence_quantiles[label] = {"p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2])}
-    if has_gold:
-        y = np.concatenate(gold_codes) if gold_codes else np.zeros(0, np.int8)
-        p = np.concatenate(pred_codes) if pred_codes else np.zeros(0, np.int8)
-        report.metrics = gold_metrics(y, p) if y.size else None
-        report.calibration = tally.summary() if y.size else None
-        if not y.size:
-            report.gold_missing_reason = f"gold column {gold!r} has no values among {', '.join(LABELS)}"
-    return report
+
+
+def _gold_figures(report: ScoredReport, gold: str, gold_codes: list, pred_codes: list, tally) -> None:
+    y = np.concatenate(gold_codes) if gold_codes else np.zeros(0, np.int8)
+    p = np.concatenate(pred_codes) if pred_codes else np.zeros(0, np.int8)
+    report.metrics = gold_metrics(y, p) if y.size else None
+    report.calibration = tally.summary() if y.size else None
+    if not y.size:
+        report.gold_missing_reason = f"gold column {gold!r} has no values among {', '.join(LABELS)}"
 
 
 def gold_metrics(y: np.ndarray, pred: np.ndarray) -> dict:

@@ -20,7 +20,9 @@ from conftest import mmscore_cli, s3_filesystem
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'mmscore[ray]')")
 
-from mmscore.scoring.ray_engine import RayOptions, plan_shards, score_with_ray  # noqa: E402
+from mmscore.scoring import ray_engine  # noqa: E402
+from mmscore.scoring.ray_engine import plan_shards  # noqa: E402
+from mmscore.scoring.run import EngineJob  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 FILE_SIZES = (37, 300, 5, 1, 257)  # uneven files, boundaries inside chunks and shards
@@ -93,14 +95,14 @@ def assert_same_output(got: Path, expected: Path):
     assert pq.read_schema(got).remove_metadata().equals(pq.read_schema(expected).remove_metadata())
 
 
-def _score_on_ray(scorer, folder, out, **options):
+def _score_on_ray(scorer, folder, out, actors=None, part_chunks=None):
+    """The Ray engine's entry point with the job the Scorer would hand it (images under the sample folder)."""
     from mmscore.io.pairs_reader import open_pairs
 
     images = replace(scorer.images, image_root=SAMPLE)
-    score_options = replace(scorer.options, part_chunks=options.pop("part_chunks", None))
-    return score_with_ray(
-        open_pairs(folder), out, scorer.predictor, scorer.model, images, score_options, RayOptions(**options)
-    )
+    options = replace(scorer.options, part_chunks=part_chunks)
+    job = EngineJob(open_pairs(folder), out, scorer.predictor, options, scorer.model, images, None, actors)
+    return ray_engine.score(job)
 
 
 def test_shards_cover_every_row_once():

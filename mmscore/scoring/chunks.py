@@ -101,15 +101,16 @@ def chunk_slices(table: pa.Table, rows: int) -> list[pa.Table]:
 
 def prepare_chunk(
     table: pa.Table,
-    fetcher: ImageFetcher,
-    pool: ThreadPoolExecutor,
+    fetcher: ImageFetcher | None,
+    pool: ThreadPoolExecutor | None,
     size: int,
     preprocessor: PairPreprocessor | None = None,
     loaded: dict | None = None,
 ) -> PreparedChunk:
     """Texts, decoded images, masks, per-row statuses, and (given the model's ``preprocessor``) lexical
     features and tokens, for one chunk. With tokens, rows are ordered by token count; otherwise by characters.
-    ``loaded``: the chunk's images already fetched and decoded (:func:`load_images` of its image references)."""
+    ``loaded``: the chunk's images already fetched and decoded (:func:`load_images` of its image references);
+    ``fetcher`` and ``pool`` fetch them when it is None."""
     n = table.num_rows
     notes = [None] * n
     if ROW_NOTE in table.column_names:  # the reader's verdict on the row (malformed, repaired) comes first
@@ -120,6 +121,8 @@ def prepare_chunk(
     mask = np.zeros((n, 2), np.float32)
     refs = image_cells(table)
     if loaded is None:  # each distinct reference is fetched and decoded once per chunk, however often it repeats
+        if fetcher is None or pool is None:
+            raise ValueError("prepare_chunk needs a fetcher and a pool, or the chunk's images already loaded")
         loaded = load_images(chunk_image_refs(refs), fetcher, pool, size)
     blank = np.zeros((size, size, 3), np.uint8)
     blank.flags.writeable = False  # shared by every row without an image
@@ -176,12 +179,13 @@ class ChunkScorer:
 
     ``prepare`` fetches, decodes and tokenises (threads, no model); ``score`` runs the model on a prepared
     chunk, batch by batch in length order. The local driver and distributed engines call these two alone.
+    ``fetcher`` is None where another stage fetches and decodes (then ``prepare`` is given each chunk's images).
     """
 
     def __init__(
         self,
         predictor: Predictor,
-        fetcher: ImageFetcher,
+        fetcher: ImageFetcher | None,
         batch_size: int = defaults.BATCH_SIZE,
         length_batches: bool = True,
     ):

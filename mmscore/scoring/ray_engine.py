@@ -36,7 +36,7 @@ from mmscore.errors import InputError, ScoringError
 from mmscore.images.fetcher import ImageSource
 from mmscore.images.loading import load_images
 from mmscore.io.pairs_reader import InputFile, PairsSource, read_row_range
-from mmscore.io.scored_writer import ScoredOutput, ScoredWriter, write_part
+from mmscore.io.scored_writer import ScoredWriter, write_part
 from mmscore.io.storage import Storage
 from mmscore.scoring.chunks import ChunkScorer, chunk_image_refs, chunk_slices, image_cells
 from mmscore.scoring.run import EngineJob, RunSummary, ScoreOptions, count_rows, run_facts, run_key
@@ -69,11 +69,9 @@ class ShardJob:
     parts: str  # the parts folder: a local path or a URI, opened on each node with that node's credentials
     model: str | None
     precision: str
-    batch_size: int
-    fetch_workers: int
-    images: ImageSource  # where images come from and what may be fetched
-    chunk_rows: int
     image_size: int  # pixels the model's image encoder takes (from the card)
+    images: ImageSource  # the run's, unchanged: where images come from and what may be fetched
+    options: ScoreOptions  # the run's, unchanged: batch size, chunk rows, fetch workers
 
 
 FETCH_TASK_CPUS = 0.1  # fetching waits on the network; decoding is a small share of a core per shard
@@ -86,12 +84,12 @@ def fetch_shards(batch: dict, job: ShardJob) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     out: dict[str, list] = {"index": [], "table": [], "images": []}
-    fetcher = job.images.fetcher(job.fetch_workers)
+    fetcher = job.images.fetcher(job.options.fetch_workers)
     try:
-        with ThreadPoolExecutor(job.fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
+        with ThreadPoolExecutor(job.options.fetch_workers, thread_name_prefix="mmscore-fetch") as pool:
             for index, start, rows in zip(batch["index"], batch["start"], batch["rows"], strict=True):
                 table = read_row_range(job.files, int(start), int(rows), job.input_schema)
-                chunks = chunk_slices(table, job.chunk_rows)
+                chunks = chunk_slices(table, job.options.chunk_rows)
                 loaded = [load_images(chunk_image_refs(image_cells(c)), fetcher, pool, job.image_size) for c in chunks]
                 out["index"].append(int(index))
                 out["table"].append(_ipc_bytes(table))
@@ -117,7 +115,7 @@ class ShardScorer:
 
         self.job = job
         predictor = Predictor.load(job.model, job.precision)
-        self.chunks = ChunkScorer(predictor, None, job.batch_size)  # images arrive fetched and decoded
+        self.chunks = ChunkScorer(predictor, None, job.options.batch_size)  # images arrive fetched and decoded
         self.schema = output_schema(job.input_schema)
 
     def __call__(self, batch: dict) -> dict:
@@ -127,7 +125,7 @@ class ShardScorer:
         for index, table_bytes, images in zip(batch["index"], batch["table"], batch["images"], strict=True):
             table = pa.ipc.open_stream(table_bytes).read_all()
             loaded = pickle.loads(images)  # produced by fetch_shards in this job: trusted
-            chunks = chunk_slices(table, self.job.chunk_rows)
+            chunks = chunk_slices(table, self.job.options.chunk_rows)
             prepared = (self.chunks.prepare(chunk, None, images) for chunk, images in zip(chunks, loaded, strict=True))
             scored = pa.concat_tables([self.chunks.score(chunk) for chunk in prepared]).cast(self.schema)
             write_part(Storage.at(self.job.parts).child(ScoredWriter.part_name(int(index))), scored)
@@ -162,12 +160,6 @@ def require_ray():
     except ImportError as exc:
         raise ScoringError(RAY_MISSING) from exc
     return ray
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    address: str | None = None  # an existing cluster ("auto", "ray://host:10001"); None starts a local Ray
-    actors: int | None = None  # default: one per node (per GPU where there are GPUs)
 
 
 def connect(ray, address: str | None) -> None:
@@ -209,41 +201,31 @@ def parquet_layout(source: PairsSource) -> list[tuple[InputFile, int]]:
     return list(zip(source.files, source.file_rows, strict=True))
 
 
-def score_with_ray(
-    source: PairsSource,
-    output: ScoredOutput,
-    predictor,
-    model: str | None,
-    images: ImageSource,
-    options: ScoreOptions,
-    ray_options: RayOptions = RayOptions(),
-    on_progress: Callable[[int, Counter], None] | None = None,
-) -> RunSummary:
-    """Score ``source`` into ``output`` on Ray; same rows, order, values and schema as the local engine.
-    ``model``: the model directory each actor loads (None: the shipped one); ``images``: how actors fetch."""
+def score(job: EngineJob, on_progress: Callable[[int, Counter], None] | None = None) -> RunSummary:
+    """The engine entry point (see :mod:`mmscore.scoring`): the run's shards on a Ray cluster (``job.address``;
+    None starts a local Ray) with ``job.actors`` model actors (None: one per node, or per GPU). Same rows, order,
+    values and schema as the local engine; actors load ``job.model`` and build their fetchers from ``job.images``."""
     ray = require_ray()
     started, started_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")
+    source, options, predictor = job.source, job.options, job.predictor
     files = parquet_layout(source)
     total = sum(rows for _f, rows in files)
     total = total if options.limit is None else min(total, options.limit)
     shard_rows = options.chunk_rows * (options.part_chunks or SHARD_CHUNKS)
     key = {**run_key(source, predictor, options), "engine": "ray", "shard_rows": shard_rows}
-    writer = ScoredWriter(output, key, resume=options.resume)
+    writer = ScoredWriter(job.target, key, resume=options.resume)
     shards = plan_shards(total, shard_rows)
     done = writer.finished_parts() & {s.index for s in shards}
     pending = [s for s in shards if s.index not in done]
     summary = RunSummary(precision=predictor.precision)
     summary.rows = summary.resumed_rows = sum(s.rows for s in shards if s.index in done)
     if pending:
-        connect(ray, ray_options.address)
-        actors, resources = actor_resources(ray, ray_options.actors)
-        job = ShardJob(
-            files, source.schema, writer.parts.name, model, predictor.precision,
-            options.batch_size, options.fetch_workers, images, options.chunk_rows,
-            predictor.card.image_size,
-        )  # fmt: skip
+        connect(ray, job.address)
+        actors, resources = actor_resources(ray, job.actors)
+        shard_job = ShardJob(files, source.schema, writer.parts.name, job.model, predictor.precision,
+                             predictor.card.image_size, job.images, options)  # fmt: skip
         rows_of = {s.index: s.rows for s in pending}
-        for finished in _run_shards(ray, pending, job, actors, resources):
+        for finished in _run_shards(ray, pending, shard_job, actors, resources):
             rows = rows_of[finished["index"]]
             summary.add_counts(rows, json.loads(finished["counts"]))
             if on_progress:
@@ -274,11 +256,3 @@ def _run_shards(ray, pending: list[Shard], job: ShardJob, actors: int, resources
         **resources,
     )
     yield from scored.iter_rows()
-
-
-def score(job: EngineJob, on_progress: Callable[[int, Counter], None] | None = None) -> RunSummary:
-    """The engine entry point (see :mod:`mmscore.scoring`): the run's shards on a Ray cluster."""
-    options = RayOptions(address=job.address, actors=job.actors)
-    return score_with_ray(
-        job.source, job.target, job.predictor, job.model, job.images, job.options, options, on_progress
-    )

@@ -6,6 +6,7 @@ import hashlib
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -107,13 +108,32 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def model_card(
-    text, image, options, data_hash: str, emb, plan: PhotoPlan, chosen, per_loss, oof, y, tuned, calibrated=None
-):
-    """The card of a model trained with ``chosen``: offsets and temperature fitted on its out-of-fold logits
+@dataclass(frozen=True)
+class MainHeadFit:
+    """What a main head's card is made from: the encoders and options it was trained with, the data's hash, its
+    rows' embeddings and labels, the photo plan, and the loss comparison's outcome (``oof``: the chosen loss's
+    out-of-fold logits; ``calibrated``: the rows offsets and temperature are fitted on, None for all)."""
+
+    text: object  # the text encoder (name, version, describe())
+    image: object  # the image encoder
+    options: object  # TrainOptions
+    data_sha256: str
+    emb: PairEmbeddings
+    labels: np.ndarray
+    plan: PhotoPlan
+    chosen: str
+    per_loss: dict
+    oof: np.ndarray
+    fine_tuned: bool
+    calibrated: np.ndarray | None = None
+
+
+def model_card(fit: MainHeadFit) -> ModelCard:
+    """The card of a model trained with ``fit.chosen``: offsets and temperature fitted on its out-of-fold logits
     (of the ``calibrated`` rows only, when given)."""
-    rows = slice(None) if calibrated is None else calibrated
-    offsets = tune_offsets(oof[rows], y[rows])
+    rows = slice(None) if fit.calibrated is None else fit.calibrated
+    y, text, image, options = fit.labels, fit.text, fit.image, fit.options
+    offsets = tune_offsets(fit.oof[rows], y[rows])
     return ModelCard(
         text_encoder=text.name,
         image_encoder=image.name,
@@ -121,18 +141,18 @@ def model_card(
         sequence_length=options.sequence_length,
         image_size=image.image_size,
         decision_offsets=[float(x) for x in offsets],
-        temperature=fit_temperature(oof[rows] + offsets, y[rows]),
-        loss=chosen,
-        training_data_sha256=data_hash,
+        temperature=fit_temperature(fit.oof[rows] + offsets, y[rows]),
+        loss=fit.chosen,
+        training_data_sha256=fit.data_sha256,
         training_rows=len(y),
-        image_rows=image_rows(emb),
-        uses_images=plan.uses_images,
-        photo_augmentation=plan.photos.card_facts() if plan.photos else {},
-        cv_metrics={"folds": options.folds, "seed": options.seed, "chosen": chosen, "per_loss": per_loss},
+        image_rows=image_rows(fit.emb),
+        uses_images=fit.plan.uses_images,
+        photo_augmentation=fit.plan.photos.card_facts() if fit.plan.photos else {},
+        cv_metrics={"folds": options.folds, "seed": options.seed, "chosen": fit.chosen, "per_loss": fit.per_loss},
         trained_at=now(),
         mmscore_version=__version__,
-        notes=f"images found: {int(emb.image_mask.sum())} of {2 * len(y)}",
-        text_encoder_weights=TEXT_WEIGHTS_FILE if tuned else "",
+        notes=f"images found: {int(fit.emb.image_mask.sum())} of {2 * len(y)}",
+        text_encoder_weights=TEXT_WEIGHTS_FILE if fit.fine_tuned else "",
         pair_features=options.pair_features,
         encoders={"text": text.describe(), "image": image.describe()},
     )

@@ -217,30 +217,28 @@ def _finished(path: Path, meta: dict) -> PairReaderResult:
     return PairReaderResult(path, facts)
 
 
-def train_pair_reader(
-    options: PairReaderOptions,
-    on_progress: Callable[[int, int, float], None] | None = None,
-    cache_dir: Path | None = None,
-) -> PairReaderResult:
-    """Train, checkpoint, evaluate on the dev split, and write ``options.out / pair_reader.npz``.
-    ``on_progress(pairs_done, pairs_total, mean_loss)`` after every step."""
-    import keras
+@dataclass
+class _Steps:
+    """What the training loop leaves: its losses, the step it resumed from, and how long the steps took."""
+
+    losses: list[float] = field(default_factory=list)
+    resumed_from: int = 0
+    pairs: int = 0  # pairs trained in this process (not the resumed ones)
+    seconds: float = 0.0
+
+
+def _tokenizer():
     import keras_hub
-    import tensorflow as tf
 
-    from mmscore.cache_location import user_cache_dir
     from mmscore.encoders.text_minilm import model_dir
-    from mmscore.precision import encoder_dtype, resolve_precision
 
-    started = time.perf_counter()
-    precision = resolve_precision("auto")
-    checkpoint = options.out / CHECKPOINT
-    meta = {k: v for k, v in asdict(options).items() if k not in ("out", "resume", "checkpoint_every")}
-    meta.update(data_sha256=data_sha256(options.data), precision=precision)
-    if options.resume and not checkpoint.is_file() and (options.out / PAIR_READER_FILE).is_file():
-        return _finished(options.out / PAIR_READER_FILE, meta)  # nothing to train: no tokenising, no network
-    tokenizer = keras_hub.tokenizers.BertTokenizer.from_preset(str(model_dir()), strip_accents=True)
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    return keras_hub.tokenizers.BertTokenizer.from_preset(str(model_dir()), strip_accents=True)
+
+
+def _split(options: PairReaderOptions, tokenizer, cache_dir: Path | None) -> tuple[NliPairs, NliPairs, NliPairs]:
+    """All pairs, the training pairs and the dev pairs (held out by group); a file too small is refused."""
+    from mmscore.cache_location import user_cache_dir
+
     pairs = tokenised_pairs(options.data, tokenizer, cache_dir or user_cache_dir() / "tokens")
     held = dev_rows(pairs.groups, options.dev_share)
     train_rows = np.flatnonzero(~held)
@@ -249,19 +247,27 @@ def train_pair_reader(
     train, dev = pairs.subset(train_rows), pairs.subset(np.flatnonzero(held))
     if len(train) < options.batch_size:
         raise InputError(f"{options.data}: {len(train)} training pairs, fewer than one batch")
+    return pairs, train, dev
 
-    keras.utils.set_random_seed(options.seed)  # before building: the classifier's start and dropout's states
-    network, _ = build_network(PairReaderConfig(lora_rank=options.lora_rank), encoder_dtype(precision))
-    config = PairReaderConfig(lora_rank=options.lora_rank, base_weights_sha256=base_weights_sha256(network))
-    lengths = np.array([len(a) + len(b) for a, b in zip(train.ids_1, train.ids_2, strict=True)])
-    per_epoch = -(-len(train) // options.batch_size)
-    total_steps = max(1, round(options.epochs * per_epoch))
+
+def _optimizer(options: PairReaderOptions, total_steps: int, network):
+    """AdamW with a linear warm-up to the learning rate, then a cosine decay to zero."""
+    import keras
+
     warmup = max(1, int(options.warmup_share * total_steps))
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, total_steps - warmup, alpha=0.0, warmup_target=options.rate, warmup_steps=warmup
     )
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=0.01)
     optimizer.build(network.trainable_weights)
+    return optimizer
+
+
+def _step_function(network, optimizer):
+    """One compiled training step: the loss of a batch, after applying its gradients."""
+    import keras
+    import tensorflow as tf
+
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function(reduce_retracing=True)
@@ -272,51 +278,96 @@ def train_pair_reader(
         optimizer.apply_gradients(zip(grads, network.trainable_weights, strict=True))
         return loss
 
-    options.out.mkdir(parents=True, exist_ok=True)
-    done = _load_checkpoint(checkpoint, network, optimizer, meta) if options.resume and checkpoint.is_file() else 0
+    return step
 
-    losses: list[float] = []
-    step_index, epoch = 0, 0
-    timed_from, timed_pairs = time.perf_counter(), 0
-    while step_index < total_steps:
+
+def _schedule(lengths: np.ndarray, options: PairReaderOptions, total_steps: int):
+    """``(steps done after this batch, batch)`` for every step of the run, epoch after epoch."""
+    done, epoch = 0, 0
+    while True:
         for batch in epoch_batches(lengths, options.batch_size, options.seed, epoch):
-            if step_index >= total_steps:
-                break
-            if step_index < done:  # resuming: these batches were trained before the checkpoint
-                step_index += 1
-                continue
-            ids, seg = pack_pairs([train.ids_1[i] for i in batch], [train.ids_2[i] for i in batch], cls, sep,
-                                  config.max_tokens)  # fmt: skip
-            losses.append(float(step(ids, seg, train.labels[batch])))
-            step_index += 1
-            timed_pairs += len(batch)
-            if step_index % options.checkpoint_every == 0:
-                _save_checkpoint(checkpoint, network, optimizer, step_index, meta)
-            if on_progress:
-                on_progress(min(step_index * options.batch_size, total_steps * options.batch_size),
-                            total_steps * options.batch_size, float(np.mean(losses[-50:])))  # fmt: skip
+            if done >= total_steps:
+                return
+            done += 1
+            yield done, batch
         epoch += 1
-    train_seconds = time.perf_counter() - timed_from
 
-    facts = {
+
+def _run_steps(options, train: NliPairs, tokenizer, network, config, meta, total_steps: int, on_progress) -> _Steps:
+    """The training loop: from the checkpoint when resuming (its batches are skipped, not retrained), writing one
+    every ``checkpoint_every`` steps, reporting after each."""
+    checkpoint = options.out / CHECKPOINT
+    optimizer = _optimizer(options, total_steps, network)
+    step = _step_function(network, optimizer)
+    options.out.mkdir(parents=True, exist_ok=True)
+    run = _Steps()
+    if options.resume and checkpoint.is_file():
+        run.resumed_from = _load_checkpoint(checkpoint, network, optimizer, meta)
+    lengths = np.array([len(a) + len(b) for a, b in zip(train.ids_1, train.ids_2, strict=True)])
+    total_pairs, started = total_steps * options.batch_size, time.perf_counter()
+    for done, batch in _schedule(lengths, options, total_steps):
+        if done <= run.resumed_from:
+            continue
+        ids, seg = pack_pairs([train.ids_1[i] for i in batch], [train.ids_2[i] for i in batch],
+                              tokenizer.cls_token_id, tokenizer.sep_token_id, config.max_tokens)  # fmt: skip
+        run.losses.append(float(step(ids, seg, train.labels[batch])))
+        run.pairs += len(batch)
+        if done % options.checkpoint_every == 0:
+            _save_checkpoint(checkpoint, network, optimizer, done, meta)
+        if on_progress:
+            on_progress(min(done * options.batch_size, total_pairs), total_pairs, float(np.mean(run.losses[-50:])))
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _facts(options, meta: dict, pairs: NliPairs, train: NliPairs, dev: NliPairs, total_steps: int, run: _Steps):
+    """What the saved pair reader's file says about its training."""
+    import tensorflow as tf
+
+    return {
         "trained_on": Path(options.data).name,
         "data_sha256": meta["data_sha256"],
         "train_pairs": len(train),
         "dev_pairs": len(dev),
         "dropped_unlabelled": pairs.dropped,
         "steps": total_steps,
-        "resumed_from_step": done,
+        "resumed_from_step": run.resumed_from,
         "options": {k: v for k, v in meta.items() if k not in ("data", "data_sha256")},
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
-        "train_seconds": round(train_seconds, 1),
-        "pairs_per_second": round(timed_pairs / max(train_seconds, 1e-9), 1),
-        "final_loss": round(float(np.mean(losses[-200:])), 4) if losses else None,
+        "train_seconds": round(run.seconds, 1),
+        "pairs_per_second": round(run.pairs / max(run.seconds, 1e-9), 1),
+        "final_loss": round(float(np.mean(run.losses[-200:])), 4) if run.losses else None,
     }
+
+
+def train_pair_reader(
+    options: PairReaderOptions,
+    on_progress: Callable[[int, int, float], None] | None = None,
+    cache_dir: Path | None = None,
+) -> PairReaderResult:
+    """Train, checkpoint, evaluate on the dev split, and write ``options.out / pair_reader.npz``.
+    ``on_progress(pairs_done, pairs_total, mean_loss)`` after every step."""
+    import keras
+
+    from mmscore.precision import encoder_dtype, resolve_precision
+
+    started, precision, path = time.perf_counter(), resolve_precision("auto"), options.out / PAIR_READER_FILE
+    meta = {k: v for k, v in asdict(options).items() if k not in ("out", "resume", "checkpoint_every")}
+    meta.update(data_sha256=data_sha256(options.data), precision=precision)
+    if options.resume and not (options.out / CHECKPOINT).is_file() and path.is_file():
+        return _finished(path, meta)  # nothing to train: no tokenising, no network
+    tokenizer = _tokenizer()
+    pairs, train, dev = _split(options, tokenizer, cache_dir)
+    keras.utils.set_random_seed(options.seed)  # before building: the classifier's start and dropout's states
+    network, _ = build_network(PairReaderConfig(lora_rank=options.lora_rank), encoder_dtype(precision))
+    config = PairReaderConfig(lora_rank=options.lora_rank, base_weights_sha256=base_weights_sha256(network))
+    total_steps = max(1, round(options.epochs * -(-len(train) // options.batch_size)))
+    run = _run_steps(options, train, tokenizer, network, config, meta, total_steps, on_progress)
+    facts = _facts(options, meta, pairs, train, dev, total_steps, run)
     if len(dev):
-        probs = evaluate(network, dev, cls, sep, config.max_tokens)
+        probs = evaluate(network, dev, tokenizer.cls_token_id, tokenizer.sep_token_id, config.max_tokens)
         facts["dev_accuracy"] = round(float((probs.argmax(1) == dev.labels).mean()), 4)
     facts["seconds"] = round(time.perf_counter() - started, 1)
-    path = options.out / PAIR_READER_FILE
     save_pair_reader(path, network, config, facts)
-    checkpoint.unlink(missing_ok=True)
+    (options.out / CHECKPOINT).unlink(missing_ok=True)
     return PairReaderResult(path, facts)

@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +21,13 @@ from mmscore.images.fetcher import ImageFetcher
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.model.card import ModelCard
 from mmscore.model.domain import load_domain, text_form
-from mmscore.model.out_of_domain import load_out_of_domain, route
+from mmscore.model.out_of_domain import OutOfDomainHead, load_out_of_domain, route
 from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
 from mmscore.model.pair_reader import PAIR_READER_FILE, PairReader
 from mmscore.model.preprocessor import PairPreprocessor
 from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
 from mmscore.training.card import (
+    MainHeadFit,
     base_model,
     copy_model_files,
     data_sha256,
@@ -101,10 +102,9 @@ def _extended(rows: TrainingRows, emb: PairEmbeddings, y, forms, options: TrainO
     return combined, np.concatenate([rows.labels, y]), forms, layout
 
 
-def second_head_parts(base_dir, pairs, embed, nli) -> list:
-    """The second head's rows so far: the base model's own (an extension) and ``pairs`` (labelled pairs unlike
-    the main data)."""
-    kept = load_out_of_domain(base_dir) if base_dir else None
+def second_head_parts(kept: OutOfDomainHead | None, pairs, embed, nli) -> list:
+    """The second head's rows so far: the base model's own (``kept``, extending) and ``pairs`` (labelled pairs
+    unlike the main data)."""
     parts = [kept.rows] if kept is not None else []
     if pairs is not None:
         extra, _skipped = read_labelled_pairs(pairs)
@@ -133,7 +133,7 @@ def lazy_reader(path: Path):
     return nli
 
 
-def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings) -> np.ndarray:
+def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings, second: OutOfDomainHead | None = None):
     """Which new rows the router sends to the base's second head (:func:`~mmscore.model.out_of_domain.route`):
     they extend its second head, not its main head (all False for a base without a reference)."""
     reference = load_domain(base_dir)
@@ -141,7 +141,7 @@ def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings) -> np.nd
         return np.zeros(len(df), bool)
     texts = list(df["text_1"]), list(df["text_2"])
     main_score, main_in_domain = reference.score(emb.text_1, emb.text_2, *texts)
-    second = load_out_of_domain(base_dir)
+    second = load_out_of_domain(base_dir) if second is None else second
     second_score = None if second is None else second.second_scores(main_in_domain, emb.text_1, emb.text_2, *texts)
     return route(main_score, main_in_domain, second_score)
 
@@ -160,15 +160,133 @@ def _lineage(base_dir: Path, base_card: ModelCard, base_rows: int, new_hash: str
     }
 
 
-def _second_head_only(base_dir, base_card, parts, out_dir, lineage, data_hash, progress, reader) -> ModelCard:
+def _second_head_only(base_dir, base_card, parts, recipe: _Recipe, lineage: dict, data_hash: str) -> ModelCard:
     """An extension whose new rows are all out of the base's domain: the base's main head, reference and rows
     are kept as they are (its CV figures stand), and only the second head is refitted."""
-    second = fit_second_head(parts, progress)
+    second = fit_second_head(parts, recipe.progress)
     card = replace(base_card, base=lineage, training_data_sha256=data_hash, trained_at=now())
-    card.pair_reader = reader_facts(reader) if second else {}
+    card.pair_reader = reader_facts(recipe.reader) if second else {}
     card.out_of_domain = second_head_facts(second, None) if second else {}
-    copy_model_files(base_dir, Path(out_dir), second, card, reader)
+    copy_model_files(base_dir, recipe.out_dir, second, card, recipe.reader)
     return card
+
+
+@dataclass
+class _Recipe:
+    """One training run's settings and the parts every step of it uses: the encoders, the fetcher and the pair
+    reader the second head reads with."""
+
+    options: TrainOptions
+    out_dir: Path
+    fetcher: ImageFetcher
+    progress: Progress
+    cache_root: Path | None
+    photos: Path | None
+    out_of_domain_pairs: str | Path | None
+    text: object = None
+    image: object = None
+    reader: Path | None = None
+
+    def load(self, base_dir: Path | None, base_card: ModelCard | None) -> None:
+        """The encoders (a base's must match: new rows are embedded exactly as its rows were) and the reader."""
+        from mmscore.encoders import registry
+
+        self.text = registry.text_encoder(self.options.text_encoder, self.options.sequence_length)
+        self.image = registry.image_encoder(self.options.image_encoder)
+        if base_card:
+            base_card.check_encoder("text", self.text)
+            base_card.check_encoder("image", self.image)
+        self.reader = reader_file(base_dir)
+        self.nli = lazy_reader(self.reader)
+
+    def embed(self, df: pd.DataFrame, images_dir: Path | None = None, features: bool = False) -> PairEmbeddings:
+        """``df``'s pairs as vectors (cached); ``features``: with the lexical pair features the options ask for."""
+        emb = embed_pairs(df, images_dir, self.fetcher, self.text, self.image, self.cache_root)
+        if features and self.options.pair_features:
+            emb.pair_features = PairPreprocessor(self.options.pair_features).pair_features(df["text_1"], df["text_2"])
+        return emb
+
+
+@dataclass
+class _MainHead:
+    """A fitted main head and what is saved with it (the reference, rows and second head are None when the text
+    encoder was fine-tuned: they are made of the frozen vectors)."""
+
+    head: object
+    card: ModelCard
+    fit: MainHeadFit
+    tuner: FineTuner | None
+    domain: object = None
+    held_out: object = None
+    rows: TrainingRows | None = None
+    second: object = None
+
+
+def _forms(df: pd.DataFrame) -> tuple:
+    return text_form(list(df["text_1"])), text_form(list(df["text_2"]))
+
+
+def _fit_main_head(recipe: _Recipe, df, emb, y, forms, layout: RowLayout, parts, data_hash: str) -> _MainHead:
+    """Compare the losses by CV, fit the chosen one on every row, and fit the reference and the second head."""
+    from mmscore.encoders import registry
+
+    options, progress = recipe.options, recipe.progress
+    plan = photo_plan(emb, recipe.photos, recipe.image, recipe.cache_root, progress)
+    tuner = None
+    if options.fine_tune:  # a private copy of the encoder: the shared one keeps its pretrained weights
+        tuned = registry.build_text_encoder(options.text_encoder, options.sequence_length)
+        tuner = FineTuner(tuned, list(df["text_1"]), list(df["text_2"]))
+    per_loss, oofs, chosen = compare_losses(emb, y, options, tuner, plan, progress, layout)
+    head = fit_final(emb, y, chosen, options, tuner, plan, progress, layout)
+    fit = MainHeadFit(recipe.text, recipe.image, options, data_hash, emb, y, plan, chosen, per_loss, oofs[chosen],
+                      tuner is not None, layout.calibrated)  # fmt: skip
+    main = _MainHead(head, model_card(fit), fit, tuner)
+    if not tuner:  # a fine-tuned encoder places texts elsewhere than the frozen vectors the reference is made of
+        progress("fitting the in-domain reference on held-out folds")
+        main.domain, main.held_out, main.rows = kept_of_training(emb, forms, y, layout.fold_ids, layout.calibrated)
+        main.second = fit_second_head(parts, progress) if main.domain is not None else None
+    main.card.domain = main.domain.card_facts(recipe.text.name) if main.domain is not None else {}
+    if main.second is not None:
+        main.card.out_of_domain = second_head_facts(main.second, recipe.out_of_domain_pairs)
+        main.card.pair_reader = reader_facts(recipe.reader)
+    return main
+
+
+def _save(recipe: _Recipe, main: _MainHead) -> None:
+    tuned = main.tuner.text_encoder if main.tuner else None
+    save_model(recipe.out_dir, main.head, main.card, tuned, main.domain, main.rows, main.second, recipe.reader)
+
+
+def _train_fresh(recipe: _Recipe, df, emb, y, parts, data_hash: str) -> ModelCard:
+    """A new model from ``df``'s rows alone, folds stratified by label; its routing figures come from them."""
+    layout = RowLayout.stratified(y, recipe.options)
+    main = _fit_main_head(recipe, df, emb, y, _forms(df), layout, parts, data_hash)
+    if main.second is not None:
+        routing = routing_metrics(main.fit.oof, y, layout, main.held_out, main.second, df, emb, recipe.nli)
+        main.card.out_of_domain["routing_on_training_pairs"] = routing
+    _save(recipe, main)
+    return main.card
+
+
+def _extend(recipe: _Recipe, df, emb, y, parts, data_hash: str, base: tuple, weight: int) -> ModelCard:
+    """The base model trained on: the new rows the router sends to its second head extend that head; the others
+    join its kept rows (dealt over its folds, repeated ``weight`` times) to train the main head. When every new
+    row is out of its domain, its main head, reference and rows are kept as they are. ``base``: its folder,
+    card, kept training rows and second head."""
+    base_dir, base_card, base_rows, kept = base
+    outside = outside_base(base_dir, df, emb, kept)
+    if outside.any():
+        parts.append(second_rows(df[outside], emb.subset(outside), recipe.nli, weight))
+    lineage = _lineage(base_dir, base_card, len(base_rows), data_hash, outside, weight)
+    data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
+    if outside.all():
+        return _second_head_only(base_dir, base_card, parts, recipe, lineage, data_hash)
+    df, emb, y = df[~outside].reset_index(drop=True), emb.subset(~outside), y[~outside]
+    emb, y, forms, layout = _extended(base_rows, emb, y, _forms(df), recipe.options, weight)
+    main = _fit_main_head(recipe, df, emb, y, forms, layout, parts, data_hash)
+    main.card.base = lineage
+    _save(recipe, main)
+    return main.card
 
 
 def train_model(
@@ -196,10 +314,7 @@ def train_model(
     the rows the in-domain reference rejects that are more like its pairs (:mod:`mmscore.model.out_of_domain`).
     Extending, new rows the base's reference rejects join the second head's rows; the others train the main head.
     """
-    from mmscore.encoders import registry
-
-    options = options or TrainOptions()
-    started = time.perf_counter()
+    options, started = options or TrainOptions(), time.perf_counter()
     with readable_twice(data) as data:
         df, skipped = read_labelled_pairs(data)
         data_hash = data_sha256(data)
@@ -207,66 +322,38 @@ def train_model(
     base_rows = TrainingRows.load(base_dir / TRAINING_ROWS_FILE) if base_dir else None
     y = labels_of(df, data, options.folds if base_rows is None else 1)
     progress(f"{len(df)} pairs ({skipped} skipped for empty text or label); loading encoders")
-    text = registry.text_encoder(options.text_encoder, options.sequence_length)
-    image = registry.image_encoder(options.image_encoder)
-    if base_card:  # new rows must be embedded exactly as the base rows were
-        base_card.check_encoder("text", text)
-        base_card.check_encoder("image", image)
+    recipe = _Recipe(options, Path(out_dir), fetcher, progress, cache_root, photos, out_of_domain_pairs)
+    recipe.load(base_dir, base_card)
     progress("embedding texts and images (cached)")
-    emb = embed_pairs(df, images_dir, fetcher, text, image, cache_root)
-    statuses, encoded = emb.image_statuses, emb.encoded  # of the new rows (the base's are vectors already)
-    if options.pair_features:
-        emb.pair_features = PairPreprocessor(options.pair_features).pair_features(df["text_1"], df["text_2"])
-    embed = lambda frame: embed_pairs(frame, None, fetcher, text, image, cache_root)  # noqa: E731 (texts only)
-    reader = reader_file(base_dir)
-    nli = lazy_reader(reader)
-    parts = second_head_parts(base_dir, out_of_domain_pairs, embed, nli)
-    if base_card:  # new rows out of the base's domain extend its second head, the others its main head
-        outside = outside_base(base_dir, df, emb)
-        if outside.any():
-            parts.append(second_rows(df[outside], emb.subset(outside), nli, new_weight))
-        lineage = _lineage(base_dir, base_card, len(base_rows), data_hash, outside, new_weight)
-        data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
-        if outside.all():
-            card = _second_head_only(base_dir, base_card, parts, out_dir, lineage, data_hash, progress, reader)
-            elapsed = time.perf_counter() - started
-            return TrainResult(
-                card, card.cv_metrics.get("per_loss", {}), card.loss, skipped, statuses, encoded, elapsed
-            )
-        df, emb, y = df[~outside].reset_index(drop=True), emb.subset(~outside), y[~outside]
-    forms = (text_form(list(df["text_1"])), text_form(list(df["text_2"])))
-    if base_rows is not None:  # new rows are dealt over the base's folds: a few per label are enough
-        emb, y, forms, layout = _extended(base_rows, emb, y, forms, options, new_weight)
+    emb = recipe.embed(df, images_dir, features=True)
+    kept = load_out_of_domain(base_dir) if base_dir else None  # the base's second head, loaded once
+    parts = second_head_parts(kept, out_of_domain_pairs, recipe.embed, recipe.nli)  # (texts only)
+    if base_card is None:
+        card = _train_fresh(recipe, df, emb, y, parts, data_hash)
     else:
-        layout = RowLayout.stratified(y, options)
-    plan = photo_plan(emb, photos, image, cache_root, progress)
-    tuner = None
-    if options.fine_tune:  # a private copy of the encoder: the shared one keeps its pretrained weights
-        tuned = registry.build_text_encoder(options.text_encoder, options.sequence_length)
-        tuner = FineTuner(tuned, list(df["text_1"]), list(df["text_2"]))
-    per_loss, oofs, chosen = compare_losses(emb, y, options, tuner, plan, progress, layout)
-    head = fit_final(emb, y, chosen, options, tuner, plan, progress, layout)
-    card = model_card(
-        text, image, options, data_hash, emb, plan, chosen, per_loss, oofs[chosen], y, tuner is not None,
-        calibrated=layout.calibrated,
-    )  # fmt: skip
-    card.base = lineage if base_card else {}
-    # a fine-tuned encoder places texts elsewhere than the frozen vectors the reference and rows are made of
-    domain, rows, second = None, None, None
-    if not tuner:
-        progress("fitting the in-domain reference on held-out folds")
-        domain, held_out, rows = kept_of_training(emb, forms, y, layout.fold_ids, layout.calibrated)
-        second = fit_second_head(parts, progress) if domain is not None else None
-    card.domain = domain.card_facts(text.name) if domain is not None else {}
-    if second is not None:
-        card.out_of_domain = second_head_facts(second, out_of_domain_pairs)
-        card.pair_reader = reader_facts(reader)
-        if base_rows is None:  # the training texts are at hand (an extension keeps the base's as vectors only)
-            routing = routing_metrics(oofs[chosen], y, layout, held_out, second, df, emb, nli)
-            card.out_of_domain["routing_on_training_pairs"] = routing
-    save_model(Path(out_dir), head, card, tuner.text_encoder if tuner else None, domain, rows, second, reader)
-    elapsed = time.perf_counter() - started
-    return TrainResult(card, per_loss, chosen, skipped, statuses, encoded, elapsed)
+        card = _extend(recipe, df, emb, y, parts, data_hash, (base_dir, base_card, base_rows, kept), new_weight)
+    seconds = time.perf_counter() - started
+    return TrainResult(card, card.cv_metrics.get("per_loss", {}), card.loss, skipped, emb.image_statuses, emb.encoded,
+                       seconds)  # fmt: skip
+
+
+def _extendable(base: str, out, text_encoder: str, image_encoder: str, fine_tune: bool, new_weight: int) -> ModelCard:
+    """The base model's card, once the settings asked for can extend it (else a one-line InputError): the
+    encoders are the base's (asked for by name or left at the default), no fine-tuning, a distinct output."""
+    base_dir, card = base_model(base)
+    for kind, asked, default, kept in (
+        ("text", text_encoder, defaults.TEXT_ENCODER, card.text_encoder),
+        ("image", image_encoder, defaults.IMAGE_ENCODER, card.image_encoder),
+    ):
+        if asked not in (default, kept):
+            raise InputError(f"--{kind}-encoder {asked} differs from the base model's {kept}")
+    if fine_tune:
+        raise InputError("--fine-tune cannot extend a base model (its rows are frozen-encoder vectors)")
+    if new_weight < 1:
+        raise InputError("--new-weight must be at least 1")
+    if Path(out).resolve() == base_dir.resolve():
+        raise InputError(f"--out {out} is the base model's folder: write the extended model elsewhere")
+    return card
 
 
 def train(
@@ -312,19 +399,7 @@ def train(
         require_folder(folder, option)
     sequence_length = TrainOptions.sequence_length
     if base is not None:
-        _, card = base_model(base)
-        for kind, asked, default, kept in (
-            ("text", text_encoder, defaults.TEXT_ENCODER, card.text_encoder),
-            ("image", image_encoder, defaults.IMAGE_ENCODER, card.image_encoder),
-        ):
-            if asked not in (default, kept):
-                raise InputError(f"--{kind}-encoder {asked} differs from the base model's {kept}")
-        if fine_tune:
-            raise InputError("--fine-tune cannot extend a base model (its rows are frozen-encoder vectors)")
-        if new_weight < 1:
-            raise InputError("--new-weight must be at least 1")
-        if Path(out).resolve() == base_model(base)[0].resolve():
-            raise InputError(f"--out {out} is the base model's folder: write the extended model elsewhere")
+        card = _extendable(base, out, text_encoder, image_encoder, fine_tune, new_weight)
         text_encoder, image_encoder, sequence_length = card.text_encoder, card.image_encoder, card.sequence_length
         pair_features = bool(card.pair_features)
     try:

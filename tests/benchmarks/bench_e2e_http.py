@@ -5,11 +5,13 @@ Run on demand:  .venv/bin/python tests/benchmarks/bench_e2e_http.py [ROWS] [WORK
 
 Rows: real tweet texts (``../shared/data/tweets``) with a real photo on both posts
 (``../shared/data/images/mediaeval2016``), or synthetic texts and drawn photos when absent (said so). Prints
-pairs/s for texts only, both images from local files, and both images over HTTP, with HTTP/local.
+pairs/s for texts only, both images from local files, and both images over HTTP, with HTTP/local; then CPU ms
+per image (fetch, cache, decode) from a file and over HTTP.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -44,6 +46,32 @@ def rate(predictor, frame: pd.DataFrame, root: Path, tag: str, image_root: Path 
     failed = int((~seen.isin(["ok", "cached", "missing"])).to_numpy().sum())
     assert failed == 0, seen.value_counts().head()
     return summary.rows / seconds
+
+
+def cpu_per_image(refs_by_source: dict[str, tuple[list[str], Path | None]], root: Path, workers: int, server) -> None:
+    """Process CPU ms per image of fetch + cache + decode (``load_images``, empty cache), per source; for HTTP
+    also the server process's own (it shares this machine's cores in the end-to-end figures)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mmscore.images.fetcher import ImageFetcher
+    from mmscore.images.image_cache import ImageCache
+    from mmscore.images.loading import load_images
+    from mmscore.images.url_policy import UrlPolicy
+
+    def server_cpu() -> float:
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    print(f"CPU per image, fetch + cache + decode ({workers} workers):")
+    for name, (refs, image_root) in refs_by_source.items():
+        cache = ImageCache(root / f"cpu-{name.replace(' ', '_')}")
+        fetcher = ImageFetcher(cache, UrlPolicy(allow_private=True), image_root=image_root, pool_size=workers)
+        served, used = server_cpu(), time.process_time()
+        with ThreadPoolExecutor(workers) as pool:
+            loaded = load_images(refs, fetcher, pool, 224)
+        assert {status for _pixels, status in loaded.values()} == {"ok"}
+        ms, server_ms = 1000 * (time.process_time() - used) / len(refs), 1000 * (server_cpu() - served) / len(refs)
+        print(f"  {name:12} {ms:5.2f} ms" + (f"  (server process: {server_ms:.2f} ms)" if server_ms else ""))
 
 
 def main(rows: int = 256, workers: int = 16) -> None:
@@ -91,6 +119,9 @@ def main(rows: int = 256, workers: int = 16) -> None:
         print(f"{name:26} {rates[name]:7.1f} pairs/s")
     http, files = rates["both images, HTTP"], rates["both images, local files"]
     print(f"HTTP / local files: {http / files:.2f}  (fetch bound alone: {workers / LATENCY / 2:.0f} pairs/s)")
+    cpu_per_image(
+        {"local file": (names, local), "HTTP": ([f"{base}/cpu/{n}" for n in names], None)}, root, workers, server
+    )
     server.terminate()
 
 
