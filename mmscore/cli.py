@@ -13,6 +13,50 @@ from rich.console import Console
 
 import mmscore
 from mmscore import defaults, render
+from mmscore.cli_options import (
+    ActorsOpt,
+    AddressOpt,
+    BaseOpt,
+    BatchSizeOpt,
+    BelowOpt,
+    DataArg,
+    EngineOpt,
+    EpochsOpt,
+    FetchWorkersOpt,
+    FineTuneEpochsOpt,
+    FineTuneOpt,
+    FoldsOpt,
+    GoldOpt,
+    HeadsOpt,
+    ImageCacheOpt,
+    ImageEncoderOpt,
+    ImageRootOpt,
+    ImagesOpt,
+    InputArg,
+    JsonOutOpt,
+    LimitOpt,
+    LossOpt,
+    ModelOpt,
+    NewWeightOpt,
+    OfflineOpt,
+    OutOfDomainOpt,
+    OutOfDomainPairsOpt,
+    OutOpt,
+    OutputDirOpt,
+    OutputOpt,
+    PairFeaturesOpt,
+    PartRowsOpt,
+    PhotosOpt,
+    PlotOpt,
+    PrecisionOpt,
+    PrivateOpt,
+    ResumeOpt,
+    ReviewOpt,
+    ScoredArg,
+    SeedOpt,
+    TextEncoderOpt,
+    TopOpt,
+)
 
 # TensorFlow start-up chatter (CUDA probes, oneDNN notes) is noise for a command-line user.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -79,93 +123,25 @@ def doctor() -> None:
     console.print("[green]all checks passed[/]")
 
 
-ImageCacheOpt = Annotated[
-    Path | None, typer.Option("--image-cache", help="Image cache directory \\[default: ~/.cache/mmscore/images].")
-]
-OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use only cached or local images; fetch nothing.")]
-ImageRootOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--image-root",
-        help="Folder that local image paths are read from; nothing outside it is read (symlinks resolved) "
-        "(default: the input file's folder; stdin: the current folder).",
-    ),
-]
-PrivateOpt = Annotated[
-    bool,
-    typer.Option("--allow-private-urls", help="Allow image URLs on private/loopback hosts (internal use, tests)."),
-]
-
-
 @command
 def score(
-    input: Annotated[
-        str,
-        typer.Argument(
-            metavar="INPUT",
-            help="Pairs to label: a .csv/.parquet file, a folder or glob of them (read in sorted order as one "
-            "table), any of those as s3:// or gs:// URI (AWS_* variables give credentials and endpoint), or - for "
-            "CSV on stdin.",
-        ),
-    ],
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "-o", "--output", help="Where to write the labelled Parquet file: a path or an s3:// or gs:// URI."
-        ),
-    ] = None,
-    output_dir: Annotated[
-        str | None,
-        typer.Option(
-            help="Instead of -o: a folder (path or URI) that keeps the output as ordered Parquet parts "
-            "(part-000000.parquet, ...; read as one table by pandas, pyarrow, Spark, mmscore report), with "
-            "the run facts in _mmscore.json. Skips assembling one file: the choice for very large runs."
-        ),
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option(help="Model directory \\[default: the model shipped with mmscore].")
-    ] = None,
+    input: InputArg,
+    output: OutputOpt = None,
+    output_dir: OutputDirOpt = None,
+    model: ModelOpt = None,
     image_cache: ImageCacheOpt = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per model batch.")] = defaults.BATCH_SIZE,
-    fetch_workers: Annotated[int, typer.Option(min=1, help="Concurrent image downloads.")] = defaults.FETCH_WORKERS,
+    batch_size: BatchSizeOpt = defaults.BATCH_SIZE,
+    fetch_workers: FetchWorkersOpt = defaults.FETCH_WORKERS,
     offline: OfflineOpt = False,
-    resume: Annotated[
-        bool, typer.Option(help="Continue an interrupted run into the same output (file or folder).")
-    ] = False,
-    limit: Annotated[int | None, typer.Option(min=0, help="Score only the first N rows.")] = None,
-    part_rows: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Rows per written part (a Ray shard), rounded up to whole chunks of batch-size × 8 rows "
-            "\\[default: one chunk; Ray: four]. With --output-dir: bigger parts, fewer files; a crash costs "
-            "up to one part's work.",
-        ),
-    ] = None,
+    resume: ResumeOpt = False,
+    limit: LimitOpt = None,
+    part_rows: PartRowsOpt = None,
     allow_private_urls: PrivateOpt = False,
     image_root: ImageRootOpt = None,
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="Encoders' number format: auto (bfloat16 where the CPU has avx512_bf16/AMX or the GPU is "
-            "Ampere or newer, else float32), float32, bfloat16. The head always runs in float32."
-        ),
-    ] = defaults.PRECISION,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="local (this process) or ray (a Ray cluster through Ray Data; Parquet input; needs "
-            "mmscore\\[ray]). Both write the same rows, order, values and schema."
-        ),
-    ] = defaults.ENGINE,
-    address: Annotated[
-        str | None,
-        typer.Option(help="With --engine ray: the cluster to join (auto, ray://HOST:10001); default: a local Ray."),
-    ] = None,
-    actors: Annotated[
-        int | None,
-        typer.Option(min=1, help="With --engine ray: model actors \\[default: one per node, or one per GPU]."),
-    ] = None,
+    precision: PrecisionOpt = defaults.PRECISION,
+    engine: EngineOpt = defaults.ENGINE,
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Label every pair: stream the input, fetch and cache images, write one output row per input row.
 
@@ -205,102 +181,27 @@ def score(
 
 @command
 def train(
-    data: Annotated[
-        str,
-        typer.Argument(
-            metavar="DATA",
-            help="Labelled pairs: text_1, text_2, label \\[, image_*, id_*]. Anything score reads: a .csv/.parquet "
-            "file, a folder or glob of them, an s3:// or gs:// URI, or - for CSV on stdin.",
-        ),
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path(defaults.MODEL_OUT),
-    images: Annotated[
-        Path | None, typer.Option("--images", help="Folder of images named <id>.<ext> (uses id_1/id_2 columns).")
-    ] = None,
-    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = defaults.FOLDS,
-    seed: Annotated[int, typer.Option(help="Seed for folds and initialisation.")] = defaults.SEED,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs per head fit.")] = defaults.EPOCHS,
-    heads: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Heads trained from different seeds, their logits averaged into one model: steadier across "
-            "retrains, N times the training time (--fine-tune: one).",
-        ),
-    ] = defaults.HEADS,
-    loss: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Loss to train with; repeat to compare several by CV macro-F1 (cross_entropy, class_weighted, "
-            "focal) \\[default: focal]."
-        ),
-    ] = None,
-    fine_tune: Annotated[
-        bool,
-        typer.Option(
-            "--fine-tune", help="Also train the text encoder end to end with the head (GPU recommended; slow on CPU)."
-        ),
-    ] = False,
-    fine_tune_epochs: Annotated[
-        int, typer.Option(min=1, help="Epochs of end-to-end training with --fine-tune.")
-    ] = defaults.FINE_TUNE_EPOCHS,
-    pair_features: Annotated[
-        bool,
-        typer.Option(
-            "--pair-features/--no-pair-features",
-            help="Also feed the head lexical overlap features of the two texts (shared words, numbers, @mentions).",
-        ),
-    ] = True,
-    photos: Annotated[
-        Path | None,
-        typer.Option(
-            "--photos",
-            help="Folder of real photos unrelated to the pairs. A quarter is held out to measure how often attaching "
-            "unrelated photos changes a label; the rest (with crops) are attached to training rows, labels unchanged, "
-            "so the head learns that a present image is no evidence. Without it, images are used only when at least "
-            "25% of training rows have their own.",
-        ),
-    ] = None,
-    text_encoder: Annotated[
-        str,
-        typer.Option(
-            "--text-encoder",
-            help="Text encoder: a registered name (minilm-l6-v2), a keras-hub preset name (bert_base_en_uncased; "
-            "needs the hub reachable) or a local preset folder (keras-hub or Hugging Face format).",
-        ),
-    ] = defaults.TEXT_ENCODER,
-    image_encoder: Annotated[
-        str,
-        typer.Option(
-            "--image-encoder",
-            help="Image encoder: a registered name (mobilenet-v2-imagenet), a keras-hub preset name "
-            "(resnet_50_imagenet) or a local preset folder.",
-        ),
-    ] = defaults.IMAGE_ENCODER,
+    data: DataArg,
+    out: OutOpt = Path(defaults.MODEL_OUT),
+    images: ImagesOpt = None,
+    folds: FoldsOpt = defaults.FOLDS,
+    seed: SeedOpt = defaults.SEED,
+    epochs: EpochsOpt = defaults.EPOCHS,
+    heads: HeadsOpt = defaults.HEADS,
+    loss: LossOpt = None,
+    fine_tune: FineTuneOpt = False,
+    fine_tune_epochs: FineTuneEpochsOpt = defaults.FINE_TUNE_EPOCHS,
+    pair_features: PairFeaturesOpt = True,
+    photos: PhotosOpt = None,
+    text_encoder: TextEncoderOpt = defaults.TEXT_ENCODER,
+    image_encoder: ImageEncoderOpt = defaults.IMAGE_ENCODER,
     image_cache: ImageCacheOpt = None,
     offline: OfflineOpt = False,
     allow_private_urls: PrivateOpt = False,
     image_root: ImageRootOpt = None,
-    base: Annotated[
-        str | None,
-        typer.Option(
-            help="Extend this model (a model directory, or 'default' for the shipped one) with DATA's labels: rows "
-            "in its domain retrain its main head together with its kept training rows, the others refit its second "
-            "head (the main head is then kept as it is). Its encoders and pair features are used.",
-        ),
-    ] = None,
-    new_weight: Annotated[
-        int, typer.Option(min=1, help="With --base: how many times each new labelled row counts, in either head.")
-    ] = defaults.NEW_WEIGHT,
-    out_of_domain_pairs: Annotated[
-        str | None,
-        typer.Option(
-            "--out-of-domain-pairs",
-            help="Labelled pairs unlike DATA (e.g. plain-language sentences; the shipped model used "
-            "sample_data/plain_pairs.csv) for the second head: rows the in-domain reference rejects, and that are "
-            "more like these pairs than like DATA's, are labelled by it, from the texts alone.",
-        ),
-    ] = None,
+    base: BaseOpt = None,
+    new_weight: NewWeightOpt = defaults.NEW_WEIGHT,
+    out_of_domain_pairs: OutOfDomainPairsOpt = None,
 ) -> None:
     """Train the entailment head on frozen encoders: cached embeddings, k-fold CV, loss chosen by macro-F1.
 
@@ -368,44 +269,14 @@ def train_pair_reader(
 
 @command
 def report(
-    scored: Annotated[
-        str,
-        typer.Argument(
-            metavar="SCORED",
-            help="What `mmscore score` wrote: a Parquet file or an --output-dir folder, a path or a URI.",
-        ),
-    ],
-    gold: Annotated[str, typer.Option(help="Column holding gold labels, when present.")] = "label",
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
-    plot: Annotated[
-        Path | None,
-        typer.Option(help="Also write a PNG: confidence histogram; with gold labels, confusion and reliability."),
-    ] = None,
-    review: Annotated[
-        Path | None,
-        typer.Option(
-            help="Write the rows a person should look at (.csv or .parquet): ids, texts, image references, "
-            "label, probabilities, least confident first."
-        ),
-    ] = None,
-    below: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Low-confidence threshold on the max probability, for the report and --review "
-            f"(default {defaults.LOW_CONFIDENCE:g}; with --top or --out-of-domain and no --below: no threshold).",
-        ),
-    ] = None,
-    top: Annotated[int | None, typer.Option(min=1, help="With --review: at most the N least confident rows.")] = None,
-    out_of_domain: Annotated[
-        bool,
-        typer.Option(
-            "--out-of-domain",
-            help="With --review: only rows flagged out of the model's domain (in_domain false); with no --below "
-            "and no --top, all of them.",
-        ),
-    ] = False,
+    scored: ScoredArg,
+    gold: GoldOpt = "label",
+    json_out: JsonOutOpt = False,
+    plot: PlotOpt = None,
+    review: ReviewOpt = None,
+    below: BelowOpt = None,
+    top: TopOpt = None,
+    out_of_domain: OutOfDomainOpt = False,
 ) -> None:
     """Summarise a scored file: label and confidence distributions, image statuses, metrics and calibration vs
     gold labels, and (with --review) a queue of the least confident rows."""

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -402,30 +402,16 @@ def train(
         card = _extendable(base, out, text_encoder, image_encoder, fine_tune, new_weight)
         text_encoder, image_encoder, sequence_length = card.text_encoder, card.image_encoder, card.sequence_length
         pair_features = bool(card.pair_features)
-    try:
-        options = TrainOptions(
-            losses=tuple(loss) if loss else TrainOptions.losses,
-            sequence_length=sequence_length,
-            folds=folds,
-            seed=seed,
-            epochs=epochs,
-            heads=heads,
-            fine_tune=fine_tune,
-            fine_tune_epochs=fine_tune_epochs,
-            pair_features=LEXICAL_FEATURES if pair_features else "",
-            text_encoder=text_encoder,
-            image_encoder=image_encoder,
-        )
+    root = image_root or images or default_image_root(data)
+    try:  # settings TrainOptions or the recipe refuses (e.g. more folds than rows) are the user's to fix
+        features = LEXICAL_FEATURES if pair_features else ""
+        options = TrainOptions(losses=tuple(loss) if loss else TrainOptions.losses, sequence_length=sequence_length,
+                               folds=folds, seed=seed, epochs=epochs, heads=heads, fine_tune=fine_tune,
+                               fine_tune_epochs=fine_tune_epochs, pair_features=features,
+                               text_encoder=text_encoder, image_encoder=image_encoder)  # fmt: skip
+        fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
+        with closing(fetcher):
+            return train_model(data, Path(out), fetcher, images, options, progress, photos=photos, base=base,
+                               new_weight=new_weight, out_of_domain_pairs=out_of_domain_pairs)  # fmt: skip
     except ValueError as exc:
         raise InputError(str(exc)) from exc
-    root = image_root or images or default_image_root(data)
-    fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
-    try:
-        return train_model(
-            data, Path(out), fetcher, images, options, progress, photos=photos, base=base, new_weight=new_weight,
-            out_of_domain_pairs=out_of_domain_pairs,
-        )  # fmt: skip
-    except ValueError as exc:  # settings the recipe refuses (e.g. more folds than rows)
-        raise InputError(str(exc)) from exc
-    finally:
-        fetcher.close()
