@@ -162,3 +162,26 @@ def test_the_review_queue_is_a_labelling_sheet_and_empty_labels_are_skipped(base
     sheet.to_csv(tmp_path / "filled.csv", index=False)
     df, skipped = read_labelled_pairs(tmp_path / "filled.csv")
     assert len(df) == 4 and skipped == len(sheet) - 4
+
+
+def test_new_rows_in_the_base_domain_retrain_its_main_head(base, tmp_path):
+    """New rows like the base's own go to the main head and are learned there: posts the base reads as Implies,
+    relabelled NoEntailment and repeated ``new_weight`` times, come out NoEntailment after extending."""
+    import mmscore
+    from mmscore.model.card import ModelCard
+    from mmscore.training import train
+
+    relabelled = [(f"Update {i}: {10 + i} new cases today #news", f"{10 + i} new cases reported today", "NoEntailment")
+                  for i in range(8, 14)]  # fmt: skip
+    others = [("Update 14: 24 new cases today #news", "24 new cases reported today", "Implies"),
+              ("Update 15: 25 new cases today #news", "Update 15: 55 new cases today", "Contradictory")]  # fmt: skip
+    new = _pairs(tmp_path / "new.csv", relabelled + others)
+    rows = relabelled
+    frame = pd.read_csv(new, dtype=str).head(len(rows))
+    before = mmscore.Scorer(base, precision="float32").score_frame(frame)
+    train(new, tmp_path / "extended", base=str(base), new_weight=10, folds=3, epochs=5, heads=1)
+    after = mmscore.Scorer(tmp_path / "extended", precision="float32").score_frame(frame)
+    assert ModelCard.load(tmp_path / "extended").base["new_rows_main_head"] == len(rows) + len(others)
+    assert (after["labelled_by"] == "main_head").all()
+    assert (before["pred_label"] == "NoEntailment").mean() <= 0.2
+    assert (after["pred_label"] == "NoEntailment").mean() >= 0.8, after["pred_label"].tolist()

@@ -182,7 +182,7 @@ MUTANTS = [
     m("review ignores --out-of-domain", "mmscore/report.py", DOMAIN + "::test_report_warns_above_a_fifth_out_of_domain_and_review_selects_them",
       ("            wanted &= np.array([flag is False for flag in batch.column(IN_DOMAIN).to_pylist()], bool)\n", "")),
     # extending a model with a user's labels (issue 31), the architecture (issue 28)
-    m("new rows never trained on", "mmscore/training/recipe.py", "tests/test_extending.py::test_new_labels_extend_the_base_and_the_new_rows_are_learned",
+    m("new rows never trained on", "mmscore/training/recipe.py", "tests/test_extending.py::test_new_rows_in_the_base_domain_retrain_its_main_head",
       ("np.full(n_new, new_weight, np.int64)", "np.zeros(n_new, np.int64)")),
     m("texts kept in the model", "mmscore/model/training_rows.py", "tests/test_extending.py::test_a_trained_model_keeps_its_rows_as_vectors_not_texts",
       ("            folds=self.folds.astype(np.int16),\n", "            folds=self.folds.astype(np.int16),\n            texts=np.array(['new cases']),\n")),
