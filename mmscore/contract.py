@@ -13,7 +13,7 @@ IMAGE_STATUS_COLUMNS = ("image_1_status", "image_2_status")
 TEXT_STATUS = "text_status"
 STATUS_COLUMNS = (*IMAGE_STATUS_COLUMNS, TEXT_STATUS)
 DOMAIN_SCORE, IN_DOMAIN = "in_domain_score", "in_domain"  # see mmscore.model.domain; null without a reference
-LABELLED_BY = "labelled_by"  # which head gave pred_label (see mmscore.model.out_of_domain)
+LABELLED_BY = "labelled_by"  # which head gave pred_label (see mmscore.model.second_head)
 MAIN_HEAD, SECOND_HEAD = "main_head", "second_head"
 
 OUTPUT_FIELDS = (

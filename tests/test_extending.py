@@ -51,7 +51,7 @@ def test_new_labels_extend_the_base_and_the_new_rows_are_learned(base, tmp_path)
     records the lineage."""
     import mmscore
     from mmscore.model.card import ModelCard
-    from mmscore.model.out_of_domain import load_out_of_domain
+    from mmscore.model.second_head import load_second_head
     from mmscore.model.training_rows import load_training_rows
     from mmscore.training import train
 
@@ -73,7 +73,7 @@ def test_new_labels_extend_the_base_and_the_new_rows_are_learned(base, tmp_path)
     assert lineage["new_rows_main_head"] + lineage["new_rows_second_head"] == 30
     assert lineage["new_rows_second_head"] >= 20  # plain sentences are far from '#news' posts
     assert card.training_data_sha256 != ModelCard.load(base).training_data_sha256
-    second = load_out_of_domain(tmp_path / "extended")
+    second = load_second_head(tmp_path / "extended")
     assert len(second.rows) == lineage["new_rows_second_head"] and set(second.rows.weights) == {10.0}
     kept = 24 + lineage["new_rows_main_head"]
     assert card.training_rows == kept and len(load_training_rows(tmp_path / "extended")) == kept  # extendable again

@@ -1,4 +1,4 @@
-"""The second head (mmscore.model.out_of_domain): the pair reader's entailment / neutral / contradiction mapped onto
+"""The second head (mmscore.model.second_head): the pair reader's entailment / neutral / contradiction mapped onto
 mmscore's labels (a contradiction counts only between related texts), fitted on SNLI pairs; one rule routes rows to
 it, in scoring, in training's figures and in extension; it keeps numbers only; damaged files are refused."""
 
@@ -20,10 +20,10 @@ CONTRADICTORY, IMPLIES, NO_ENTAILMENT = (LABEL_INDEX[x] for x in ("Contradictory
 
 @pytest.fixture(scope="module")
 def shipped():
-    from mmscore.model.out_of_domain import load_out_of_domain
     from mmscore.model.predictor import DEFAULT_MODEL_DIR
+    from mmscore.model.second_head import load_second_head
 
-    return load_out_of_domain(DEFAULT_MODEL_DIR)
+    return load_second_head(DEFAULT_MODEL_DIR)
 
 
 def _pair_at(cosine: float):
@@ -83,29 +83,29 @@ def test_the_shipped_head_was_fitted_on_snli_not_on_our_files(shipped):
 
 
 def test_it_keeps_numbers_only_and_loads_back_the_same(shipped, tmp_path):
-    from mmscore.model.out_of_domain import OutOfDomainHead
+    from mmscore.model.second_head import SecondHead
 
     with open(tmp_path / "second.npz", "wb") as handle:
         shipped.save(handle)
     with np.load(tmp_path / "second.npz", allow_pickle=False) as stored:  # no text is stored
         assert {stored[name].dtype.kind for name in stored.files} <= set("fiub"), stored.files
-    loaded = OutOfDomainHead.load(tmp_path / "second.npz")
+    loaded = SecondHead.load(tmp_path / "second.npz")
     rows = shipped.rows
     inputs = shipped.inputs(rows.vectors_1, rows.vectors_2, rows.nli)
     np.testing.assert_array_equal(loaded.probabilities(inputs), shipped.probabilities(inputs))
 
 
 def test_a_label_it_never_saw_is_never_predicted(shipped):
-    from mmscore.model.out_of_domain import OutOfDomainHead
+    from mmscore.model.second_head import SecondHead
 
     rows = shipped.rows
     two = rows.labels != CONTRADICTORY
-    head = OutOfDomainHead.fit(rows.subset(two))
+    head = SecondHead.fit(rows.subset(two))
     pred = head.probabilities(head.inputs(rows.vectors_1, rows.vectors_2, rows.nli)).argmax(1)
     assert CONTRADICTORY not in set(pred.tolist())
     assert (pred[two] == rows.labels[two]).mean() >= 0.7  # and the two it saw are told apart
     with pytest.raises(ValueError, match="at least two labels"):
-        OutOfDomainHead.fit(rows.subset(np.flatnonzero(rows.labels == IMPLIES)[:5]))
+        SecondHead.fit(rows.subset(np.flatnonzero(rows.labels == IMPLIES)[:5]))
 
 
 def test_the_shipped_model_labels_plain_pairs_through_it():
@@ -113,15 +113,15 @@ def test_the_shipped_model_labels_plain_pairs_through_it():
     the second head, exactly as its mapping reads the pair reader's output (computed here apart from scoring)."""
     import mmscore
     from mmscore.encoders import registry
-    from mmscore.model.out_of_domain import load_out_of_domain
     from mmscore.model.predictor import DEFAULT_MODEL_DIR
+    from mmscore.model.second_head import load_second_head
 
     book = pd.read_csv(SAMPLE / "textbook_pairs.csv", dtype=str)
     scorer = mmscore.Scorer(precision="float32")
     scored = scorer.score_frame(book)
     taken = (scored["labelled_by"] == "second_head").to_numpy()
     assert taken.sum() >= 15 and not (taken & scored["in_domain"].to_numpy(bool)).any()
-    text, head = registry.text_encoder(), load_out_of_domain(DEFAULT_MODEL_DIR)
+    text, head = registry.text_encoder(), load_second_head(DEFAULT_MODEL_DIR)
     rows = book[taken]
     nli = mmscore.nli_probabilities(list(rows["text_1"]), list(rows["text_2"]), model=scorer.predictor)
     u, v = text.encode(list(rows["text_1"])), text.encode(list(rows["text_2"]))
@@ -137,8 +137,8 @@ def test_one_router_for_scoring_training_figures_and_extension():
     extension would send to the second head, and the rows training's routing figures give it."""
     import mmscore
     from mmscore.encoders import registry
-    from mmscore.model.out_of_domain import load_out_of_domain, route
     from mmscore.model.predictor import DEFAULT_MODEL_DIR
+    from mmscore.model.second_head import load_second_head, route
     from mmscore.training.recipe import outside_base
 
     demo = pd.read_csv(SAMPLE / "pairs.csv", dtype=str)[["text_1", "text_2"]]
@@ -148,7 +148,7 @@ def test_one_router_for_scoring_training_figures_and_extension():
     second = (scored["labelled_by"] == "second_head").to_numpy()
     text = registry.text_encoder()
     emb = SimpleNamespace(text_1=text.encode(list(mixed["text_1"])), text_2=text.encode(list(mixed["text_2"])))
-    head = load_out_of_domain(DEFAULT_MODEL_DIR)
+    head = load_second_head(DEFAULT_MODEL_DIR)
     domain = (scored["in_domain_score"].to_numpy(np.float32), scored["in_domain"].to_numpy(bool))
     second_score = head.second_scores(domain[1], emb.text_1, emb.text_2, *mixed.T.values)
     assert 0 < second.sum() < (~domain[1]).sum()  # some rows out of the main domain stay with the main head
@@ -165,7 +165,7 @@ def test_one_router_for_scoring_training_figures_and_extension():
 def test_pairs_sharing_a_first_text_are_held_out_together(firsts):
     """A scene's pairs share their first text; a fold that holds one of them out holds out all (otherwise the
     held-out figure scores a pair against its own scene's other labels)."""
-    from mmscore.model.out_of_domain import FOLDS, SecondRows
+    from mmscore.model.second_head import FOLDS, SecondRows
 
     n = len(firsts)
     vectors = np.eye(n, 4, dtype=np.float32) + 0.1
@@ -239,7 +239,7 @@ def test_a_pair_is_as_typical_as_its_less_typical_text():
 def test_route_takes_only_rows_out_of_domain_and_strictly_more_typical_of_the_second_head(rows):
     """In the main domain: never taken. Out of it: taken when the second head's score is strictly higher; a tie
     stays with the main head. Without a second reference: every row out of domain."""
-    from mmscore.model.out_of_domain import route
+    from mmscore.model.second_head import route
 
     main = np.array([r[0] for r in rows], np.float32)
     inside = np.array([r[1] for r in rows])

@@ -19,15 +19,15 @@ from study_data import study_data
 
 def main(seeds: str = "5") -> None:
     from mmscore.model.domain import text_form
-    from mmscore.model.out_of_domain import load_out_of_domain
     from mmscore.model.predictor import DEFAULT_MODEL_DIR, Predictor
+    from mmscore.model.second_head import load_second_head
     from mmscore.training import TrainOptions, cross_validate
     from mmscore.training.card import kept_of_training
     from mmscore.training.cross_fitting import RowLayout
     from mmscore.training.second_head import routing_metrics
 
     data = study_data()
-    second = load_out_of_domain(DEFAULT_MODEL_DIR)
+    second = load_second_head(DEFAULT_MODEL_DIR)
     nli = Predictor.load().nli_probabilities
     forms = (text_form(list(data.df["text_1"])), text_form(list(data.df["text_2"])))
     rows = []

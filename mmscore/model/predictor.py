@@ -13,9 +13,9 @@ from mmscore.images.decode import unit_pixels_tensor
 from mmscore.model.card import CARD_FILE, HEAD_FILE, ModelCard
 from mmscore.model.domain import load_domain
 from mmscore.model.head_inputs import head_inputs, lexical_width
-from mmscore.model.out_of_domain import load_out_of_domain
 from mmscore.model.pair_reader import PAIR_READER_FILE, load_pair_reader
 from mmscore.model.preprocessor import PairPreprocessor, visible_image_mask
+from mmscore.model.second_head import load_second_head
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 
@@ -44,7 +44,7 @@ class Predictor:
         self.offsets = np.asarray(card.decision_offsets, np.float32)
         self.temperature = float(card.temperature)
         self.domain = load_domain(directory)  # None: a model without an in-domain reference
-        self.out_of_domain = load_out_of_domain(directory) if self.domain is not None else None
+        self.second_head = load_second_head(directory) if self.domain is not None else None
 
     @classmethod
     def load(cls, directory: Path | str | None = None, precision: str = "float32") -> Predictor:
@@ -85,13 +85,13 @@ class Predictor:
         """Head logits -> calibrated probabilities in label order (offsets, then temperature)."""
         return apply_offsets(logits, self.offsets, self.temperature)
 
-    def judge_out_of_domain(self, probs, domain, vectors_1, vectors_2, texts_1, texts_2):
+    def judge_with_second_head(self, probs, domain, vectors_1, vectors_2, texts_1, texts_2):
         """``(probs, taken)``: ``probs`` with the rows its second head takes (see
-        :mod:`mmscore.model.out_of_domain`) labelled by it, and which rows those are; ``domain``: the rows'
+        :mod:`mmscore.model.second_head`) labelled by it, and which rows those are; ``domain``: the rows'
         ``(in_domain_score, in_domain)``. Unchanged, none taken, for a model without a second head."""
-        if self.out_of_domain is None:
+        if self.second_head is None:
             return probs, np.zeros(len(probs), bool)
-        return self.out_of_domain.judge(probs, domain, vectors_1, vectors_2, texts_1, texts_2, self.nli_probabilities)
+        return self.second_head.judge(probs, domain, vectors_1, vectors_2, texts_1, texts_2, self.nli_probabilities)
 
     @cached_property
     def pair_reader(self):

@@ -229,7 +229,7 @@ class ChunkScorer:
             return scored_table(chunk, probs)
         vectors = [chunk.in_input_order(np.concatenate(v)) for v in vectors]
         domain = reference.score(*vectors, *chunk.texts)
-        probs, taken = self.predictor.judge_out_of_domain(probs, domain, *vectors, *chunk.texts)
+        probs, taken = self.predictor.judge_with_second_head(probs, domain, *vectors, *chunk.texts)
         return scored_table(chunk, probs, domain, taken)
 
     def score_table(self, table: pa.Table, pool: ThreadPoolExecutor) -> pa.Table:

@@ -17,8 +17,8 @@ from mmscore.io.atomic_write import atomic_path
 from mmscore.metrics import fit_temperature
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
 from mmscore.model.domain import DOMAIN_FILE, fit_domain_held_out
-from mmscore.model.out_of_domain import OUT_OF_DOMAIN_FILE
 from mmscore.model.pair_reader import PAIR_READER_FILE
+from mmscore.model.second_head import SECOND_HEAD_FILE
 from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
 from mmscore.training.cross_fitting import tune_offsets
 from mmscore.training.embeddings import PairEmbeddings, image_rows
@@ -44,13 +44,13 @@ def save_model(
     """Write the model directory, each file atomically; the card goes last, so a half-written model never loads.
     ``domain``: the in-domain reference (:mod:`mmscore.model.domain`); ``rows``: the training rows a later
     ``--base`` extension trains on (:mod:`mmscore.model.training_rows`); ``second``: the head for rows out of
-    domain (:mod:`mmscore.model.out_of_domain`); ``reader``: the pair reader file the second head reads with
+    domain (:mod:`mmscore.model.second_head`); ``reader``: the pair reader file the second head reads with
     (:mod:`mmscore.model.pair_reader`), copied in with it; each written beside the head."""
     with _writing_model(out_dir):
         with atomic_path(out_dir / HEAD_FILE) as tmp:
             head.save(tmp)
         _copy_reader(reader if second is not None else None, out_dir)
-        for name, content in ((DOMAIN_FILE, domain), (TRAINING_ROWS_FILE, rows), (OUT_OF_DOMAIN_FILE, second)):
+        for name, content in ((DOMAIN_FILE, domain), (TRAINING_ROWS_FILE, rows), (SECOND_HEAD_FILE, second)):
             _write_kept(out_dir / name, content)
         (out_dir / TEXT_WEIGHTS_FILE).unlink(missing_ok=True)
         if tuned_text_encoder is not None:
@@ -98,7 +98,7 @@ def copy_model_files(base_dir: Path, out_dir: Path, second, card: ModelCard, rea
             if (base_dir / name).is_file():
                 with atomic_path(out_dir / name) as tmp:
                     shutil.copyfile(base_dir / name, tmp)
-        _write_kept(out_dir / OUT_OF_DOMAIN_FILE, second)
+        _write_kept(out_dir / SECOND_HEAD_FILE, second)
         _copy_reader((reader or base_dir / PAIR_READER_FILE) if second is not None else None, out_dir)
         card.save(out_dir)
 

@@ -21,10 +21,10 @@ from mmscore.images.fetcher import ImageFetcher
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.model.card import ModelCard
 from mmscore.model.domain import load_domain, text_form
-from mmscore.model.out_of_domain import OutOfDomainHead, load_out_of_domain, route
 from mmscore.model.pair_features import NAME as LEXICAL_FEATURES
 from mmscore.model.pair_reader import PAIR_READER_FILE, PairReader
 from mmscore.model.preprocessor import PairPreprocessor
+from mmscore.model.second_head import SecondHead, load_second_head, route
 from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
 from mmscore.training.card import (
     MainHeadFit,
@@ -102,7 +102,7 @@ def _extended(rows: TrainingRows, emb: PairEmbeddings, y, forms, options: TrainO
     return combined, np.concatenate([rows.labels, y]), forms, layout
 
 
-def second_head_parts(kept: OutOfDomainHead | None, pairs, embed, nli) -> list:
+def second_head_parts(kept: SecondHead | None, pairs, embed, nli) -> list:
     """The second head's rows so far: the base model's own (``kept``, extending) and ``pairs`` (labelled pairs
     unlike the main data)."""
     parts = [kept.rows] if kept is not None else []
@@ -133,15 +133,15 @@ def lazy_reader(path: Path):
     return nli
 
 
-def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings, second: OutOfDomainHead | None = None):
-    """Which new rows the router sends to the base's second head (:func:`~mmscore.model.out_of_domain.route`):
+def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings, second: SecondHead | None = None):
+    """Which new rows the router sends to the base's second head (:func:`~mmscore.model.second_head.route`):
     they extend its second head, not its main head (all False for a base without a reference)."""
     reference = load_domain(base_dir)
     if reference is None:
         return np.zeros(len(df), bool)
     texts = list(df["text_1"]), list(df["text_2"])
     main_score, main_in_domain = reference.score(emb.text_1, emb.text_2, *texts)
-    second = load_out_of_domain(base_dir) if second is None else second
+    second = load_second_head(base_dir) if second is None else second
     second_score = None if second is None else second.second_scores(main_in_domain, emb.text_1, emb.text_2, *texts)
     return route(main_score, main_in_domain, second_score)
 
@@ -311,7 +311,7 @@ def train_model(
     ``base``: a model directory (or ``default``) whose training rows are trained on together with ``data``'s,
     each new row repeated ``new_weight`` times; its encoders and pair features are the new model's.
     ``out_of_domain_pairs``: labelled pairs unlike ``data`` (plain language, say) for the second head, which labels
-    the rows the in-domain reference rejects that are more like its pairs (:mod:`mmscore.model.out_of_domain`).
+    the rows the in-domain reference rejects that are more like its pairs (:mod:`mmscore.model.second_head`).
     Extending, new rows the base's reference rejects join the second head's rows; the others train the main head.
     """
     options, started = options or TrainOptions(), time.perf_counter()
@@ -326,7 +326,7 @@ def train_model(
     recipe.load(base_dir, base_card)
     progress("embedding texts and images (cached)")
     emb = recipe.embed(df, images_dir, features=True)
-    kept = load_out_of_domain(base_dir) if base_dir else None  # the base's second head, loaded once
+    kept = load_second_head(base_dir) if base_dir else None  # the base's second head, loaded once
     parts = second_head_parts(kept, out_of_domain_pairs, recipe.embed, recipe.nli)  # (texts only)
     if base_card is None:
         card = _train_fresh(recipe, df, emb, y, parts, data_hash)

@@ -1,4 +1,4 @@
-"""Training the second head (:mod:`mmscore.model.out_of_domain`): the rows it learns from, its held-out figures,
+"""Training the second head (:mod:`mmscore.model.second_head`): the rows it learns from, its held-out figures,
 and what routing rows to it does to the cross-validated figures of the main training pairs."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 from mmscore.errors import InputError
 from mmscore.labels import LABEL_INDEX, LABELS
 from mmscore.metrics import class_metrics
-from mmscore.model.out_of_domain import OutOfDomainHead, SecondRows
+from mmscore.model.second_head import SecondHead, SecondRows
 from mmscore.training.cross_fitting import cross_fitted_labels
 from mmscore.training.embeddings import PairEmbeddings
 
@@ -31,7 +31,7 @@ def second_rows(df: pd.DataFrame, emb: PairEmbeddings, nli, weight: float = 1.0)
     return SecondRows.of_pairs(emb.text_1, emb.text_2, *texts, labels, nli(*texts), weight)
 
 
-def fit_second_head(parts: list[SecondRows], progress) -> OutOfDomainHead | None:
+def fit_second_head(parts: list[SecondRows], progress) -> SecondHead | None:
     """The head fitted on every part together; None without parts, or when they hold a single label."""
     if not parts:
         return None
@@ -40,10 +40,10 @@ def fit_second_head(parts: list[SecondRows], progress) -> OutOfDomainHead | None
         progress("no second head: its rows hold a single label")
         return None
     progress(f"fitting the second head (pairs unlike the training pairs) on {len(rows)} pairs")
-    return OutOfDomainHead.fit(rows)
+    return SecondHead.fit(rows)
 
 
-def second_head_facts(head: OutOfDomainHead, source: str | Path | None) -> dict:
+def second_head_facts(head: SecondHead, source: str | Path | None) -> dict:
     """The card's ``out_of_domain`` entry: what the head is, what it was fitted on, its rows' held-out figures
     (folds keep pairs that share a first text together)."""
     facts = {**head.card_facts(), "pairs_file": str(source) if source else ""}
@@ -54,7 +54,7 @@ def second_head_facts(head: OutOfDomainHead, source: str | Path | None) -> dict:
     return facts
 
 
-def routing_metrics(oof, y, layout, domain, second: OutOfDomainHead, df, emb, nli) -> dict:
+def routing_metrics(oof, y, layout, domain, second: SecondHead, df, emb, nli) -> dict:
     """Cross-validated figures of the training rows when, as in scoring, the rows the second head takes are
     labelled by it. ``domain``: each row's held-out ``(in_domain_score, in_domain)`` (from the other folds). The
     second head never trained on these rows, so its labels for them are held out too."""

@@ -40,7 +40,7 @@ from mmscore.errors import InvalidModelError, first_line
 from mmscore.labels import LABELS
 from mmscore.model.domain import DomainReference, fit_domain_held_out, text_form, unit
 
-OUT_OF_DOMAIN_FILE = "out_of_domain.npz"
+SECOND_HEAD_FILE = "out_of_domain.npz"
 STRENGTH = 1.0  # inverse strength of the calibration's pull towards the plain mapping (thousands of rows: weak)
 FLOOR = 1e-6  # the reader's probabilities are clipped here before the log (a kept row never holds -inf)
 FOLDS = 5
@@ -156,7 +156,7 @@ def route(main_score, main_in_domain, second_score=None) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class OutOfDomainHead:
+class SecondHead:
     """A fitted second head and the rows it was fitted on."""
 
     rows: SecondRows
@@ -174,7 +174,7 @@ class OutOfDomainHead:
         return self.inputs_of(cosine(vectors_1, vectors_2), nli, self.relatedness)
 
     @classmethod
-    def fit(cls, rows: SecondRows) -> OutOfDomainHead:
+    def fit(cls, rows: SecondRows) -> SecondHead:
         """The mapping (:meth:`fit_mapping`) and this head's own reference, fitted on held-out folds of its rows."""
         relatedness, scale, shift = cls.fit_mapping(rows)
         fitted = fit_domain_held_out(rows.vectors_1, rows.vectors_2, rows.form_1, rows.form_2, rows.folds)
@@ -275,7 +275,7 @@ class OutOfDomainHead:
         np.savez_compressed(handle, **kept)
 
     @classmethod
-    def load(cls, path: Path) -> OutOfDomainHead:
+    def load(cls, path: Path) -> SecondHead:
         with np.load(path, allow_pickle=False) as z:
             rows = SecondRows(**{name: z[name] for name in SecondRows.__dataclass_fields__})
             saved = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("reference/")}
@@ -283,12 +283,12 @@ class OutOfDomainHead:
             return cls(rows, z["relatedness"], reference, z["label_scale"], z["label_shift"])
 
 
-def load_out_of_domain(directory: Path | None) -> OutOfDomainHead | None:
+def load_second_head(directory: Path | None) -> SecondHead | None:
     """The model directory's second head, or None for a model without one."""
-    path = None if directory is None else Path(directory) / OUT_OF_DOMAIN_FILE
+    path = None if directory is None else Path(directory) / SECOND_HEAD_FILE
     if path is None or not path.is_file():
         return None
     try:
-        return OutOfDomainHead.load(path)
+        return SecondHead.load(path)
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:  # a damaged or foreign file: one line
         raise InvalidModelError(f"{path}: not a second head this version can read ({first_line(exc, 200)})") from exc
