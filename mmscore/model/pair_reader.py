@@ -145,9 +145,7 @@ class PairReader:
 
     @classmethod
     def load(cls, path: Path | str, dtype: str | None = None) -> PairReader:
-        import keras_hub
-
-        from mmscore.encoders.text_minilm import model_dir
+        from mmscore.encoders.text_minilm import tokenizer
 
         path = Path(path)
         try:
@@ -169,8 +167,7 @@ class PairReader:
             if tuple(variables[name].shape) != value.shape or not np.isfinite(value).all():
                 raise InvalidModelError(f"{path}: weight {name} is damaged (shape or non-finite values)")
             variables[name].assign(value.astype(np.float32))
-        tokenizer = keras_hub.tokenizers.BertTokenizer.from_preset(str(model_dir()), strip_accents=True)
-        return cls(network, tokenizer, config, meta.get("facts", {}))
+        return cls(network, tokenizer(), config, meta.get("facts", {}))
 
     def token_ids(self, texts) -> list[np.ndarray]:
         return token_lists(self.tokenizer, texts)

@@ -227,14 +227,6 @@ class _Steps:
     seconds: float = 0.0
 
 
-def _tokenizer():
-    import keras_hub
-
-    from mmscore.encoders.text_minilm import model_dir
-
-    return keras_hub.tokenizers.BertTokenizer.from_preset(str(model_dir()), strip_accents=True)
-
-
 def _split(options: PairReaderOptions, tokenizer, cache_dir: Path | None) -> tuple[NliPairs, NliPairs, NliPairs]:
     """All pairs, the training pairs and the dev pairs (held out by group); a file too small is refused."""
     from mmscore.cache_location import user_cache_dir
@@ -349,6 +341,7 @@ def train_pair_reader(
     ``on_progress(pairs_done, pairs_total, mean_loss)`` after every step."""
     import keras
 
+    from mmscore.encoders.text_minilm import tokenizer as minilm_tokenizer
     from mmscore.precision import encoder_dtype, resolve_precision
 
     started, precision, path = time.perf_counter(), resolve_precision("auto"), options.out / PAIR_READER_FILE
@@ -356,7 +349,7 @@ def train_pair_reader(
     meta.update(data_sha256=data_sha256(options.data), precision=precision)
     if options.resume and not (options.out / CHECKPOINT).is_file() and path.is_file():
         return _finished(path, meta)  # nothing to train: no tokenising, no network
-    tokenizer = _tokenizer()
+    tokenizer = minilm_tokenizer()
     pairs, train, dev = _split(options, tokenizer, cache_dir)
     keras.utils.set_random_seed(options.seed)  # before building: the classifier's start and dropout's states
     network, _ = build_network(PairReaderConfig(lora_rank=options.lora_rank), encoder_dtype(precision))

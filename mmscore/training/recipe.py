@@ -7,10 +7,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -171,10 +172,24 @@ def _second_head_only(base_dir, base_card, parts, recipe: _Recipe, lineage: dict
     return card
 
 
+class _Base(NamedTuple):
+    """The model an extension starts from: its folder, card, kept training rows and second head (None: none)."""
+
+    dir: Path
+    card: ModelCard
+    rows: TrainingRows
+    second_head: SecondHead | None
+
+    @classmethod
+    def of(cls, base: str | Path) -> _Base:
+        base_dir, card = base_model(base)
+        return cls(base_dir, card, TrainingRows.load(base_dir / TRAINING_ROWS_FILE), load_second_head(base_dir))
+
+
 @dataclass
 class _Recipe:
-    """One training run's settings and the parts every step of it uses: the encoders, the fetcher and the pair
-    reader the second head reads with."""
+    """One training run's settings and the parts every step of it uses: the encoders (a base's must match: new
+    rows are embedded exactly as its rows were), the fetcher, and the pair reader the second head reads with."""
 
     options: TrainOptions
     out_dir: Path
@@ -183,20 +198,21 @@ class _Recipe:
     cache_root: Path | None
     photos: Path | None
     out_of_domain_pairs: str | Path | None
-    text: object = None
-    image: object = None
-    reader: Path | None = None
+    base: InitVar[_Base | None]
+    text: object = field(init=False)
+    image: object = field(init=False)
+    reader: Path = field(init=False)
+    nli: Callable = field(init=False)  # the reader, loaded on its first call
 
-    def load(self, base_dir: Path | None, base_card: ModelCard | None) -> None:
-        """The encoders (a base's must match: new rows are embedded exactly as its rows were) and the reader."""
+    def __post_init__(self, base: _Base | None) -> None:
         from mmscore.encoders import registry
 
         self.text = registry.text_encoder(self.options.text_encoder, self.options.sequence_length)
         self.image = registry.image_encoder(self.options.image_encoder)
-        if base_card:
-            base_card.check_encoder("text", self.text)
-            base_card.check_encoder("image", self.image)
-        self.reader = reader_file(base_dir)
+        if base:
+            base.card.check_encoder("text", self.text)
+            base.card.check_encoder("image", self.image)
+        self.reader = reader_file(base.dir if base else None)
         self.nli = lazy_reader(self.reader)
 
     def embed(self, df: pd.DataFrame, images_dir: Path | None = None, features: bool = False) -> PairEmbeddings:
@@ -268,21 +284,19 @@ def _train_fresh(recipe: _Recipe, df, emb, y, parts, data_hash: str) -> ModelCar
     return main.card
 
 
-def _extend(recipe: _Recipe, df, emb, y, parts, data_hash: str, base: tuple, weight: int) -> ModelCard:
+def _extend(recipe: _Recipe, df, emb, y, parts, data_hash: str, base: _Base, weight: int) -> ModelCard:
     """The base model trained on: the new rows the router sends to its second head extend that head; the others
     join its kept rows (dealt over its folds, repeated ``weight`` times) to train the main head. When every new
-    row is out of its domain, its main head, reference and rows are kept as they are. ``base``: its folder,
-    card, kept training rows and second head."""
-    base_dir, base_card, base_rows, kept = base
-    outside = outside_base(base_dir, df, emb, kept)
+    row is out of its domain, its main head, reference and rows are kept as they are."""
+    outside = outside_base(base.dir, df, emb, base.second_head)
     if outside.any():
         parts.append(second_rows(df[outside], emb.subset(outside), recipe.nli, weight))
-    lineage = _lineage(base_dir, base_card, len(base_rows), data_hash, outside, weight)
-    data_hash = hashlib.sha256(f"{base_card.training_data_sha256}+{data_hash}".encode()).hexdigest()
+    lineage = _lineage(base.dir, base.card, len(base.rows), data_hash, outside, weight)
+    data_hash = hashlib.sha256(f"{base.card.training_data_sha256}+{data_hash}".encode()).hexdigest()
     if outside.all():
-        return _second_head_only(base_dir, base_card, parts, recipe, lineage, data_hash)
+        return _second_head_only(base.dir, base.card, parts, recipe, lineage, data_hash)
     df, emb, y = df[~outside].reset_index(drop=True), emb.subset(~outside), y[~outside]
-    emb, y, forms, layout = _extended(base_rows, emb, y, _forms(df), recipe.options, weight)
+    emb, y, forms, layout = _extended(base.rows, emb, y, _forms(df), recipe.options, weight)
     main = _fit_main_head(recipe, df, emb, y, forms, layout, parts, data_hash)
     main.card.base = lineage
     _save(recipe, main)
@@ -318,20 +332,18 @@ def train_model(
     with readable_twice(data) as data:
         df, skipped = read_labelled_pairs(data)
         data_hash = data_sha256(data)
-    base_dir, base_card = base_model(base) if base is not None else (None, None)
-    base_rows = TrainingRows.load(base_dir / TRAINING_ROWS_FILE) if base_dir else None
-    y = labels_of(df, data, options.folds if base_rows is None else 1)
+    start = _Base.of(base) if base is not None else None
+    y = labels_of(df, data, options.folds if start is None else 1)
     progress(f"{len(df)} pairs ({skipped} skipped for empty text or label); loading encoders")
-    recipe = _Recipe(options, Path(out_dir), fetcher, progress, cache_root, photos, out_of_domain_pairs)
-    recipe.load(base_dir, base_card)
+    recipe = _Recipe(options, Path(out_dir), fetcher, progress, cache_root, photos, out_of_domain_pairs, start)
     progress("embedding texts and images (cached)")
     emb = recipe.embed(df, images_dir, features=True)
-    kept = load_second_head(base_dir) if base_dir else None  # the base's second head, loaded once
+    kept = start.second_head if start else None
     parts = second_head_parts(kept, out_of_domain_pairs, recipe.embed, recipe.nli)  # (texts only)
-    if base_card is None:
+    if start is None:
         card = _train_fresh(recipe, df, emb, y, parts, data_hash)
     else:
-        card = _extend(recipe, df, emb, y, parts, data_hash, (base_dir, base_card, base_rows, kept), new_weight)
+        card = _extend(recipe, df, emb, y, parts, data_hash, start, new_weight)
     seconds = time.perf_counter() - started
     return TrainResult(card, card.cv_metrics.get("per_loss", {}), card.loss, skipped, emb.image_statuses, emb.encoded,
                        seconds)  # fmt: skip

@@ -249,7 +249,7 @@ MUTANTS = [
     m("a fresh connection for every image", "mmscore/images/fetcher.py", "tests/test_fetcher.py::test_one_connection_serves_image_after_image_even_after_an_error_reply",
       ("headers=_HEADERS,", 'headers={**_HEADERS, "Connection": "close"},')),
     m("decoding in the fetch workers", "mmscore/images/loading.py", "tests/test_fetcher.py::test_fetching_goes_on_while_decoding_waits_and_stops_at_the_backlog",
-      ("decoding.append(decoders().submit(decode, ref, fetched))", "decode(ref, fetched)")),
+      ("decoding.append(decode_pool.submit(decode, ref, fetched))", "decode(ref, fetched)")),
     m("no bound on images awaiting a decoder", "mmscore/images/loading.py", "tests/test_fetcher.py::test_fetching_goes_on_while_decoding_waits_and_stops_at_the_backlog",
       ("threading.BoundedSemaphore(2 * fetcher.pool_size)", "threading.BoundedSemaphore(10**6)")),
 ]  # fmt: skip
