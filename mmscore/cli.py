@@ -19,6 +19,7 @@ from mmscore.cli_options import (
     BaseOpt,
     BatchSizeOpt,
     BelowOpt,
+    CvSeedsOpt,
     DataArg,
     EngineOpt,
     EpochsOpt,
@@ -188,6 +189,7 @@ def train(
     seed: SeedOpt = defaults.SEED,
     epochs: EpochsOpt = defaults.EPOCHS,
     heads: HeadsOpt = defaults.HEADS,
+    cv_seeds: CvSeedsOpt = defaults.CV_SEEDS,
     loss: LossOpt = None,
     fine_tune: FineTuneOpt = False,
     fine_tune_epochs: FineTuneEpochsOpt = defaults.FINE_TUNE_EPOCHS,
@@ -238,6 +240,12 @@ def train_pair_reader(
     dev_share: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of groups held out.")] = 0.02,
     seed: Annotated[int, typer.Option(help="Seed for the batch order and initialisation.")] = defaults.SEED,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out (same data, settings).")] = False,
+    start_from: Annotated[
+        Path | None, typer.Option(help="A pair_reader.npz to continue training from (same --lora-rank).")
+    ] = None,
+    swap_contradictions: Annotated[
+        bool, typer.Option(help="Also train each contradiction with its texts swapped (contradiction is symmetric).")
+    ] = False,
     model: Annotated[
         str | None,
         typer.Option(
@@ -254,8 +262,9 @@ def train_pair_reader(
     from mmscore.training.pair_reader import PairReaderOptions, train_pair_reader
 
     options = PairReaderOptions(
-        str(data), out, epochs, batch_size, learning_rate, lora_rank, dev_share, 0, seed, resume
-    )
+        str(data), out, epochs, batch_size, learning_rate, lora_rank, dev_share, 0, seed, resume,
+        start_from=str(start_from or ""), swap_contradictions=swap_contradictions,
+    )  # fmt: skip
     render.report_devices(console)
     render.print_pair_reader(console, render.train_with_progress(console, train_pair_reader, options), options)
     if model is not None:

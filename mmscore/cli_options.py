@@ -111,6 +111,14 @@ HeadsOpt = Annotated[
         "retrains, N times the training time (--fine-tune: one).",
     ),
 ]
+CvSeedsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Cross-validate with this many seeds (each its own folds, initialisations and photo draws); the "
+        "model card lists each seed's figures and their mean ± sd. N times the CV time; the model is the same.",
+    ),
+]
 LossOpt = Annotated[
     list[str] | None,
     typer.Option(

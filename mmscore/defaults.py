@@ -18,6 +18,7 @@ EPOCHS = 60
 LOSS = "focal"  # won the comparison on the real tweets (train/README.md); comparing all three costs 3x the time
 FINE_TUNE_EPOCHS = 2
 HEADS = 3  # heads from different seeds, logits averaged: steadier across retrains (train/README.md)
+CV_SEEDS = 1  # cross-validations, each with its own seed; the card lists each one's figures (the shipped model: 5)
 NEW_WEIGHT = 10  # with --base: times each new labelled row is repeated in training (train/README.md)
 TEXT_ENCODER = "minilm-l6-v2"
 IMAGE_ENCODER = "mobilenet-v2-imagenet"

@@ -120,6 +120,8 @@ def print_training(console: Console, result, folds: int) -> None:
             highlight=False,
         )
     card = result.card
+    if card.cv_metrics.get("over_seeds"):
+        print_over_seeds(console, card.cv_metrics)
     if card.base:
         base = card.base
         console.print(
@@ -146,6 +148,20 @@ def print_training(console: Console, result, folds: int) -> None:
         + f"; encoder calls this run: {dict(result.encoded)}; offsets {card.decision_offsets}; "
         f"temperature {card.temperature:.3f}"
     )
+
+
+def print_over_seeds(console: Console, cv_metrics: dict) -> None:
+    """The CV repeated with other seeds: each seed's macro-F1 and photo flips, then mean ± sd."""
+    over = cv_metrics["over_seeds"]
+
+    def spread(figure: dict, scale: float = 1.0, unit: str = "") -> str:
+        return f"{scale * figure['mean']:.3f}{unit} ± {scale * figure['sd']:.3f}{unit}"
+
+    flips = [k for k in over if k.startswith("flips_")]
+    per_seed = ", ".join(f"{s['macro_f1']:.3f}" for s in cv_metrics["per_seed"])
+    line = f"CV over {over['seeds']} seeds: macro-F1 {spread(over['macro_f1'])} (per seed {per_seed})"
+    line += "".join(f"; {k[len('flips_') :]} flips {spread(over[k]['all'], 100, '%')}" for k in flips)
+    console.print(line, highlight=False)
 
 
 def print_second_head(console: Console, facts: dict) -> None:

@@ -85,6 +85,49 @@ def test_training_resumed_from_its_checkpoint_ends_at_the_unbroken_runs_weights(
 
 
 @pytest.mark.slow
+def test_training_can_start_from_an_earlier_reader_and_teach_contradictions_both_ways(tmp_path):
+    """``start_from``: the earlier reader's weights are where training starts (a run with a vanishing rate stays at
+    them; a fresh one does not); another LoRA rank is refused in one line. ``swap_contradictions``: each
+    contradiction is trained on once more with its texts swapped, entailment and neutral never."""
+    from mmscore.errors import InputError
+    from mmscore.training.pair_reader import train_pair_reader
+
+    data, cache = _invented_file(tmp_path / "pairs.csv", repeat=4), tmp_path / "tokens"
+    earlier = train_pair_reader(_options(data, tmp_path / "earlier"), cache_dir=cache)
+    still = dict(learning_rate=1e-12, epochs=0.2)
+    continued = train_pair_reader(_options(data, tmp_path / "on", start_from=str(earlier.path), **still), None, cache)
+    fresh = train_pair_reader(_options(data, tmp_path / "fresh", **still), cache_dir=cache)
+    with np.load(earlier.path) as a, np.load(continued.path) as b, np.load(fresh.path) as c:
+        names = [k for k in a.files if k.startswith("w/")]
+        for name in names:
+            np.testing.assert_allclose(b[name], a[name], rtol=0, atol=1e-6, err_msg=name)
+        assert any(np.abs(c[name] - a[name]).max() > 1e-3 for name in names)
+    with pytest.raises(InputError, match="LoRA rank 4, not 8") as refused:
+        train_pair_reader(_options(data, tmp_path / "r8", start_from=str(earlier.path), lora_rank=8), None, cache)
+    assert "\n" not in str(refused.value)
+    swapped = train_pair_reader(_options(data, tmp_path / "swap", swap_contradictions=True, epochs=0.2), None, cache)
+    assert swapped.facts["train_pairs"] == 48 + 16  # 16 contradictions among the 48 pairs
+    assert swapped.facts["options"]["swap_contradictions"] is True
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(1, 5), st.integers(1, 5)), max_size=30))
+def test_swapping_contradictions_adds_each_one_reversed_and_nothing_else(rows):
+    from mmscore.training.pair_reader import NliPairs
+
+    ids_1 = [np.arange(100 * i, 100 * i + a, dtype=np.int32) for i, (_, a, _) in enumerate(rows)]
+    ids_2 = [np.arange(100 * i + 50, 100 * i + 50 + b, dtype=np.int32) for i, (_, _, b) in enumerate(rows)]
+    labels = np.array([label for label, _, _ in rows], np.int64)
+    pairs = NliPairs(ids_1, ids_2, labels, np.array([f"g{i}" for i in range(len(rows))], str))
+    both = pairs.with_contradictions_swapped()
+    contradictions = [i for i, label in enumerate(labels) if label == 2]
+    assert len(both) == len(rows) + len(contradictions)
+    assert [x.tolist() for x in both.ids_1[: len(rows)]] == [x.tolist() for x in ids_1]  # the originals, in place
+    for k, i in enumerate(contradictions, start=len(rows)):
+        assert both.ids_1[k].tolist() == ids_2[i].tolist() and both.ids_2[k].tolist() == ids_1[i].tolist()
+        assert both.labels[k] == 2 and both.groups[k] == f"g{i}"  # the same group: never across the dev split
+
+
+@pytest.mark.slow
 def test_tokens_are_cached_by_the_files_bytes(tmp_path):
     import keras_hub
 

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -350,3 +352,28 @@ def test_rows_after_the_validated_ones_train_only_outside_their_source_fold_and_
     metrics, oof = cross_validate(built, labels, "cross_entropy", TrainOptions(folds=3, epochs=5), layout=layout)
     assert oof.shape == (120, 3)
     assert sum(fold["rows"] for fold in metrics["per_fold"]) == 120
+
+
+def test_cv_over_seeds_lists_each_seed_and_leaves_the_model_as_it_is(tmp_path):
+    """--cv-seeds 3: the card lists three cross-validations (seed 0 is the one the offsets come from, seeds 1 and 2
+    draw other folds), their mean and sd; the saved head is the one a single CV gives."""
+    data = _write_pairs(tmp_path, n_per_class=10)
+    heads = {}
+    for cv_seeds in (1, 3):
+        options = TrainOptions(losses=("cross_entropy",), folds=3, epochs=3, heads=1, cv_seeds=cv_seeds)
+        out = tmp_path / f"model{cv_seeds}"
+        train_model(data, out, _offline_fetcher(tmp_path), options=options, cache_root=tmp_path / "emb")
+        heads[cv_seeds] = [np.asarray(w) for w in Predictor.load(out).head.weights]
+    for a, b in zip(heads[1], heads[3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    card = ModelCard.load(tmp_path / "model3")
+    per_seed, over = card.cv_metrics["per_seed"], card.cv_metrics["over_seeds"]
+    assert [s["seed"] for s in per_seed] == [0, 1, 2] and over["seeds"] == 3
+    assert per_seed[0]["macro_f1"] == round(card.cv_metrics["per_loss"]["cross_entropy"]["macro_f1"], 4)
+    assert "per_seed" not in ModelCard.load(tmp_path / "model1").cv_metrics
+    assert len({json.dumps({k: v for k, v in s.items() if k != "seed"}) for s in per_seed}) == 3  # other draws
+    scores = [s["macro_f1"] for s in per_seed]
+    assert over["macro_f1"]["mean"] == pytest.approx(np.mean(scores), abs=1e-4)
+    assert over["macro_f1"]["sd"] == pytest.approx(np.std(scores, ddof=1), abs=1e-4)
+    with pytest.raises(ValueError, match="cv_seeds must be at least 1"):
+        TrainOptions(cv_seeds=0)

@@ -148,25 +148,11 @@ class PairReader:
         from mmscore.encoders.text_minilm import tokenizer
 
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                weights = {k[2:]: z[k] for k in z.files if k.startswith("w/")}
-            config = PairReaderConfig(**meta["config"])
-        except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise InvalidModelError(
-                f"{path}: not a pair reader this version can read ({first_line(exc, 200)})"
-            ) from exc
+        meta, config, weights = read_kept(path)
         network, _ = build_network(config, dtype)
         if config.base_weights_sha256 and config.base_weights_sha256 != base_weights_sha256(network):
             raise InvalidModelError(f"{path}: trained from other MiniLM weights than the installed package's")
-        variables = {v.path: v for v in network.trainable_weights}
-        if set(variables) != set(weights):
-            raise InvalidModelError(f"{path}: its weights do not fit the pair reader network (damaged or foreign)")
-        for name, value in weights.items():
-            if tuple(variables[name].shape) != value.shape or not np.isfinite(value).all():
-                raise InvalidModelError(f"{path}: weight {name} is damaged (shape or non-finite values)")
-            variables[name].assign(value.astype(np.float32))
+        lay_weights(network, weights, path)
         return cls(network, tokenizer(), config, meta.get("facts", {}))
 
     def token_ids(self, texts) -> list[np.ndarray]:
@@ -189,6 +175,28 @@ class PairReader:
         cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         ids_1, ids_2 = self.token_ids(texts_1), self.token_ids(texts_2)
         return read_pairs(self._step, ids_1, ids_2, cls, sep, self.config.max_tokens, batch_size)
+
+
+def read_kept(path: Path) -> tuple[dict, PairReaderConfig, dict[str, np.ndarray]]:
+    """A pair reader file's ``(meta, config, kept weights by variable path)``; one line naming it if unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            weights = {k[2:]: z[k] for k in z.files if k.startswith("w/")}
+        return meta, PairReaderConfig(**meta["config"]), weights
+    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InvalidModelError(f"{path}: not a pair reader this version can read ({first_line(exc, 200)})") from exc
+
+
+def lay_weights(network, weights: dict[str, np.ndarray], path: Path) -> None:
+    """Lay a file's kept weights over a network built with the same config; damaged or foreign ones are refused."""
+    variables = {v.path: v for v in network.trainable_weights}
+    if set(variables) != set(weights):
+        raise InvalidModelError(f"{path}: its weights do not fit the pair reader network (damaged or foreign)")
+    for name, value in weights.items():
+        if tuple(variables[name].shape) != value.shape or not np.isfinite(value).all():
+            raise InvalidModelError(f"{path}: weight {name} is damaged (shape or non-finite values)")
+        variables[name].assign(value.astype(np.float32))
 
 
 def base_weights_sha256(network) -> str:

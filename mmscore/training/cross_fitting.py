@@ -180,6 +180,38 @@ def _cross_fitted_metrics(
     return metrics
 
 
+def seed_figures(seed: int, metrics: dict) -> dict:
+    """One cross-validation's headline figures, for the card's list over seeds: macro-F1, accuracy, F1 per label,
+    ECE after the temperature, and per photo probe the share of labels changed (overall and worst fold)."""
+    figures = {
+        "seed": seed,
+        "macro_f1": round(metrics["macro_f1"], 4),
+        "accuracy": round(metrics["accuracy"], 4),
+        "f1": {label: round(m["f1"], 4) for label, m in metrics["per_class"].items()},
+        "ece": round(metrics["calibration"]["after"]["ece"], 4),
+    }
+    for probe, robustness in metrics["robustness"].items():
+        worst = max(fold[probe]["flip_rate"] for fold in metrics["per_fold"])
+        figures[f"flips_{probe}"] = {"all": round(robustness["flip_rate"], 4), "worst_fold": round(worst, 4)}
+    return figures
+
+
+def over_seeds(per_seed: list[dict]) -> dict:
+    """Mean and sample sd over seeds of each headline figure (sd None for one seed)."""
+
+    def spread(values: list[float]) -> dict:
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        return {"mean": round(float(np.mean(values)), 4), "sd": None if sd is None else round(sd, 4)}
+
+    figures = {"seeds": len(per_seed), "macro_f1": spread([s["macro_f1"] for s in per_seed])}
+    figures["accuracy"] = spread([s["accuracy"] for s in per_seed])
+    figures["f1"] = {label: spread([s["f1"][label] for s in per_seed]) for label in per_seed[0]["f1"]}
+    figures["ece"] = spread([s["ece"] for s in per_seed])
+    for key in (k for k in per_seed[0] if k.startswith("flips_")):
+        figures[key] = {part: spread([s[key][part] for s in per_seed]) for part in ("all", "worst_fold")}
+    return figures
+
+
 def _brief(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k != "reliability"}
 

@@ -33,6 +33,7 @@ class TrainOptions:
     fine_tune_learning_rate: float = 2e-5
     fine_tune_batch_size: int = 16
     heads: int = defaults.HEADS  # heads from different seeds, their logits averaged (one saved model)
+    cv_seeds: int = defaults.CV_SEEDS  # cross-validations with seeds seed, seed+1, ...: figures over seeds
     pair_features: str = LEXICAL_FEATURES  # lexical overlap features as a head input; "" for none
 
     def __post_init__(self):
@@ -43,6 +44,8 @@ class TrainOptions:
             raise ValueError("folds must be at least 2")
         if self.heads < 1:
             raise ValueError("heads must be at least 1")
+        if self.cv_seeds < 1:
+            raise ValueError("cv_seeds must be at least 1")
         if self.pair_features and self.pair_features not in KNOWN_PAIR_FEATURES:
             raise ValueError(f"unknown pair features {self.pair_features!r}; known: {', '.join(KNOWN_PAIR_FEATURES)}")
 

@@ -25,7 +25,9 @@ from mmscore.model.pair_reader import (
     PairReaderConfig,
     base_weights_sha256,
     build_network,
+    lay_weights,
     pack_pairs,
+    read_kept,
     read_meta,
     read_pairs,
     save_pair_reader,
@@ -58,6 +60,8 @@ class PairReaderOptions:
     resume: bool = False
     checkpoint_every: int = 250
     warmup_share: float = 0.06
+    start_from: str = ""  # a pair reader file to continue from (same LoRA rank); "": MiniLM's own weights
+    swap_contradictions: bool = False  # also train each contradiction with its texts swapped (it is symmetric)
 
     @property
     def rate(self) -> float:
@@ -80,6 +84,14 @@ class NliPairs:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def with_contradictions_swapped(self) -> NliPairs:
+        """These pairs and, once more, each contradiction with its two texts swapped: "A contradicts B" is "B
+        contradicts A", while entailment and neutral do not turn around."""
+        rows = np.flatnonzero(self.labels == NLI_LABELS.index("contradiction"))
+        return NliPairs(self.ids_1 + [self.ids_2[i] for i in rows], self.ids_2 + [self.ids_1[i] for i in rows],
+                        np.concatenate([self.labels, self.labels[rows]]),
+                        np.concatenate([self.groups, self.groups[rows]]), self.dropped)  # fmt: skip
 
 
 @dataclass
@@ -237,6 +249,8 @@ def _split(options: PairReaderOptions, tokenizer, cache_dir: Path | None) -> tup
     if options.max_pairs:
         train_rows = train_rows[: options.max_pairs]
     train, dev = pairs.subset(train_rows), pairs.subset(np.flatnonzero(held))
+    if options.swap_contradictions:
+        train = train.with_contradictions_swapped()
     if len(train) < options.batch_size:
         raise InputError(f"{options.data}: {len(train)} training pairs, fewer than one batch")
     return pairs, train, dev
@@ -248,7 +262,7 @@ def _optimizer(options: PairReaderOptions, total_steps: int, network):
 
     warmup = max(1, int(options.warmup_share * total_steps))
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, total_steps - warmup, alpha=0.0, warmup_target=options.rate, warmup_steps=warmup
+        0.0, max(1, total_steps - warmup), alpha=0.0, warmup_target=options.rate, warmup_steps=warmup
     )
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=0.01)
     optimizer.build(network.trainable_weights)
@@ -332,6 +346,23 @@ def _facts(options, meta: dict, pairs: NliPairs, train: NliPairs, dev: NliPairs,
     }
 
 
+def _existing(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what}")
+    return path
+
+
+def _start_from(path: Path, network, config: PairReaderConfig) -> None:
+    """Lay an earlier pair reader's kept weights over the fresh network: training continues from its reading."""
+    _, earlier, weights = read_kept(path)
+    if earlier.lora_rank != config.lora_rank:
+        raise InputError(f"{path}: LoRA rank {earlier.lora_rank}, not {config.lora_rank}; pass --lora-rank "
+                         f"{earlier.lora_rank}")  # fmt: skip
+    if earlier.base_weights_sha256 and earlier.base_weights_sha256 != config.base_weights_sha256:
+        raise InputError(f"{path}: trained from other MiniLM weights than the installed package's")
+    lay_weights(network, weights, path)
+
+
 def train_pair_reader(
     options: PairReaderOptions,
     on_progress: Callable[[int, int, float], None] | None = None,
@@ -345,8 +376,12 @@ def train_pair_reader(
     from mmscore.precision import encoder_dtype, resolve_precision
 
     started, precision, path = time.perf_counter(), resolve_precision("auto"), options.out / PAIR_READER_FILE
-    meta = {k: v for k, v in asdict(options).items() if k not in ("out", "resume", "checkpoint_every")}
+    skip = ("out", "resume", "checkpoint_every", "start_from")
+    meta = {k: v for k, v in asdict(options).items() if k not in skip}
     meta.update(data_sha256=data_sha256(options.data), precision=precision)
+    if options.start_from:  # by its bytes, not its name
+        start = _existing(Path(options.start_from), "pair reader file")
+        meta["start_from_sha256"] = hashlib.sha256(start.read_bytes()).hexdigest()
     if options.resume and not (options.out / CHECKPOINT).is_file() and path.is_file():
         return _finished(path, meta)  # nothing to train: no tokenising, no network
     tokenizer = minilm_tokenizer()
@@ -354,6 +389,8 @@ def train_pair_reader(
     keras.utils.set_random_seed(options.seed)  # before building: the classifier's start and dropout's states
     network, _ = build_network(PairReaderConfig(lora_rank=options.lora_rank), encoder_dtype(precision))
     config = PairReaderConfig(lora_rank=options.lora_rank, base_weights_sha256=base_weights_sha256(network))
+    if options.start_from:
+        _start_from(Path(options.start_from), network, config)
     total_steps = max(1, round(options.epochs * -(-len(train) // options.batch_size)))
     run = _run_steps(options, train, tokenizer, network, config, meta, total_steps, on_progress)
     facts = _facts(options, meta, pairs, train, dev, total_steps, run)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import InitVar, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,7 +38,14 @@ from mmscore.training.card import (
     now,
     save_model,
 )
-from mmscore.training.cross_fitting import RowLayout, compare_losses, spread_over_folds
+from mmscore.training.cross_fitting import (
+    RowLayout,
+    compare_losses,
+    cross_validate,
+    over_seeds,
+    seed_figures,
+    spread_over_folds,
+)
 from mmscore.training.embeddings import PairEmbeddings, embed_pairs, read_labelled_pairs
 from mmscore.training.head_fit import FineTuner, fit_heads
 from mmscore.training.options import Progress, TrainOptions, TrainResult
@@ -242,11 +250,26 @@ def _forms(df: pd.DataFrame) -> tuple:
     return text_form(list(df["text_1"])), text_form(list(df["text_2"]))
 
 
-def _fit_main_head(recipe: _Recipe, df, emb, y, forms, layout: RowLayout, parts, data_hash: str) -> _MainHead:
-    """Compare the losses by CV, fit the chosen one on every row, and fit the reference and the second head."""
+def _cv_over_seeds(recipe: _Recipe, emb, y, chosen: str, tuner, plan, layout_for, first: dict) -> dict:
+    """The chosen loss cross-validated with ``cv_seeds`` seeds (the first is ``first``, already run): each seed
+    draws its own folds (where ``layout_for`` lets it), initialisations and probe photos. The card lists each."""
+    options = recipe.options
+    per_seed = [seed_figures(options.seed, first)]
+    for seed in range(options.seed + 1, options.seed + options.cv_seeds):
+        recipe.progress(f"cross-validation over seeds: seed {seed} ({seed - options.seed + 1} of {options.cv_seeds})")
+        reseeded = replace(options, seed=seed)
+        metrics, _ = cross_validate(emb, y, chosen, reseeded, tuner, plan, layout_for(reseeded))
+        per_seed.append(seed_figures(seed, metrics))
+    return {"per_seed": per_seed, "over_seeds": over_seeds(per_seed)}
+
+
+def _fit_main_head(recipe: _Recipe, df, emb, y, forms, layout_for, parts, data_hash: str) -> _MainHead:
+    """Compare the losses by CV, fit the chosen one on every row, and fit the reference and the second head.
+    ``layout_for(options)``: the rows' folds and weights for a run with those options (its seed)."""
     from mmscore.encoders import registry
 
     options, progress = recipe.options, recipe.progress
+    layout = layout_for(options)
     plan = photo_plan(emb, recipe.photos, recipe.image, recipe.cache_root, progress)
     tuner = None
     if options.fine_tune:  # a private copy of the encoder: the shared one keeps its pretrained weights
@@ -257,6 +280,8 @@ def _fit_main_head(recipe: _Recipe, df, emb, y, forms, layout: RowLayout, parts,
     fit = MainHeadFit(recipe.text, recipe.image, options, data_hash, emb, y, plan, chosen, per_loss, oofs[chosen],
                       tuner is not None, layout.calibrated)  # fmt: skip
     main = _MainHead(head, model_card(fit), fit, tuner)
+    if options.cv_seeds > 1:
+        main.card.cv_metrics.update(_cv_over_seeds(recipe, emb, y, chosen, tuner, plan, layout_for, per_loss[chosen]))
     if not tuner:  # a fine-tuned encoder places texts elsewhere than the frozen vectors the reference is made of
         progress("fitting the in-domain reference on held-out folds")
         main.domain, main.held_out, main.rows = kept_of_training(emb, forms, y, layout.fold_ids, layout.calibrated)
@@ -275,8 +300,9 @@ def _save(recipe: _Recipe, main: _MainHead) -> None:
 
 def _train_fresh(recipe: _Recipe, df, emb, y, parts, data_hash: str) -> ModelCard:
     """A new model from ``df``'s rows alone, folds stratified by label; its routing figures come from them."""
-    layout = RowLayout.stratified(y, recipe.options)
-    main = _fit_main_head(recipe, df, emb, y, _forms(df), layout, parts, data_hash)
+    layout_for = partial(RowLayout.stratified, y)
+    main = _fit_main_head(recipe, df, emb, y, _forms(df), layout_for, parts, data_hash)
+    layout = layout_for(recipe.options)
     if main.second is not None:
         routing = routing_metrics(main.fit.oof, y, layout, main.held_out, main.second, df, emb, recipe.nli)
         main.card.out_of_domain["routing_on_training_pairs"] = routing
@@ -297,7 +323,8 @@ def _extend(recipe: _Recipe, df, emb, y, parts, data_hash: str, base: _Base, wei
         return _second_head_only(base.dir, base.card, parts, recipe, lineage, data_hash)
     df, emb, y = df[~outside].reset_index(drop=True), emb.subset(~outside), y[~outside]
     emb, y, forms, layout = _extended(base.rows, emb, y, _forms(df), recipe.options, weight)
-    main = _fit_main_head(recipe, df, emb, y, forms, layout, parts, data_hash)
+    # The base rows keep their saved folds whatever the seed: other seeds vary initialisations and photo draws.
+    main = _fit_main_head(recipe, df, emb, y, forms, lambda _options: layout, parts, data_hash)
     main.card.base = lineage
     _save(recipe, main)
     return main.card
@@ -377,6 +404,7 @@ def train(
     seed: int = defaults.SEED,
     epochs: int = defaults.EPOCHS,
     heads: int = defaults.HEADS,
+    cv_seeds: int = defaults.CV_SEEDS,
     loss: list[str] | None = None,
     fine_tune: bool = False,
     fine_tune_epochs: int = defaults.FINE_TUNE_EPOCHS,
@@ -398,7 +426,8 @@ def train(
     ``data``: labelled pairs, anything scoring reads. ``images``: a folder of ``<id>.<ext>`` files (uses the
     ``id_*`` columns); otherwise ``image_*`` paths are read under ``image_root`` (default: where scoring would
     read them). ``loss``: losses to compare by CV macro-F1 (default: focal). ``photos``: real photos unrelated
-    to the pairs, to teach the head that an attached photo is no evidence. ``base``: extend that model
+    to the pairs, to teach the head that an attached photo is no evidence. ``cv_seeds``: cross-validate with
+    that many seeds (the card lists each seed's figures, and their mean and sd). ``base``: extend that model
     directory (``default``: the shipped model): train on its kept training rows and ``data``'s together, each new
     row repeated ``new_weight`` times; the base's encoders and pair features are used. ``out_of_domain_pairs``:
     labelled pairs unlike ``data`` for the second head (rows out of domain). Bad settings raise
@@ -418,7 +447,8 @@ def train(
     try:  # settings TrainOptions or the recipe refuses (e.g. more folds than rows) are the user's to fix
         features = LEXICAL_FEATURES if pair_features else ""
         options = TrainOptions(losses=tuple(loss) if loss else TrainOptions.losses, sequence_length=sequence_length,
-                               folds=folds, seed=seed, epochs=epochs, heads=heads, fine_tune=fine_tune,
+                               folds=folds, seed=seed, epochs=epochs, heads=heads, cv_seeds=cv_seeds,
+                               fine_tune=fine_tune,
                                fine_tune_epochs=fine_tune_epochs, pair_features=features,
                                text_encoder=text_encoder, image_encoder=image_encoder)  # fmt: skip
         fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
