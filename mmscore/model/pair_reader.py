@@ -21,6 +21,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,6 +33,8 @@ LORA_TARGETS = ("query", "key", "value", "attention_output", "feedforward_interm
                 "feedforward_output_dense")  # fmt: skip
 # Never trained, never shipped: the embedding tables, and BERT's pooler (this checkpoint never trained it either).
 FROZEN = ("token_embedding", "position_embedding", "segment_embedding", "pooled_dense")
+MINILM, MPNET = "minilm-l6-v2", "mpnet-base-v2"  # the transformers a pair reader can be built on
+ENCODERS = (MINILM, MPNET)
 MAX_TOKENS = 128  # a packed pair longer than this loses tokens from its longer text (SNLI pairs: 27 on average)
 BATCH = 64
 
@@ -42,22 +45,47 @@ class PairReaderConfig:
 
     lora_rank: int = 0  # 0: the transformer layers were tuned in full
     max_tokens: int = MAX_TOKENS
-    base_weights_sha256: str = ""  # the installed MiniLM's weights it was trained from (mmscore.encoders.base)
+    base_weights_sha256: str = ""  # the installed package weights it was trained from (mmscore.encoders.base)
+    encoder: str = MINILM  # the transformer it reads with (files written before this field: MiniLM)
 
 
-def pack_pairs(ids_1: list[np.ndarray], ids_2: list[np.ndarray], cls: int, sep: int, max_tokens: int):
-    """Token ids of two texts per pair -> ``(token_ids, segment_ids)`` int32, padded with 0 to the longest packed
-    pair: ``[CLS] a [SEP] b [SEP]``; a pair longer than ``max_tokens`` drops tokens from the end of its longer text."""
-    budget = max_tokens - 3
+class PairFormat(NamedTuple):
+    """How an encoder packs a pair of texts: BERT's ``[CLS] a [SEP] b [SEP]`` padded with 0, or MPNet's
+    ``<s> a </s></s> b </s>`` padded with 1."""
+
+    cls: int
+    sep: int
+    pad: int = 0
+    seps_between: int = 1
+
+
+def reader_tokenizer(encoder: str):
+    """``(tokenizer, PairFormat)`` of a pair reader's encoder."""
+    if encoder == MPNET:
+        from mmscore.encoders import mpnet
+
+        return mpnet.tokenizer(), PairFormat(mpnet.CLS, mpnet.SEP, mpnet.PAD, 2)
+    if encoder != MINILM:
+        raise InvalidModelError(f"unknown pair reader encoder {encoder!r}; known: {', '.join(ENCODERS)}")
+    from mmscore.encoders.text_minilm import tokenizer
+
+    minilm = tokenizer()
+    return minilm, PairFormat(minilm.cls_token_id, minilm.sep_token_id)
+
+
+def pack_pairs(ids_1: list[np.ndarray], ids_2: list[np.ndarray], fmt: PairFormat, max_tokens: int):
+    """Token ids of two texts per pair -> ``(token_ids, segment_ids)`` int32, padded to the longest packed pair as
+    ``fmt`` says; a pair longer than ``max_tokens`` drops tokens from the end of its longer text."""
+    budget = max_tokens - 2 - fmt.seps_between
     rows = []
     for a, b in zip(ids_1, ids_2, strict=True):
         a, b = list(a), list(b)
         while len(a) + len(b) > budget:
             (a if len(a) >= len(b) else b).pop()
-        rows.append(([cls, *a, sep], [*b, sep]))
+        rows.append(([fmt.cls, *a, *[fmt.sep] * fmt.seps_between], [*b, fmt.sep]))
     width = max((len(a) + len(b) for a, b in rows), default=1)
     width = -(-width // 8) * 8  # a few shapes only: the compiled step is not retraced for every length
-    token_ids = np.zeros((len(rows), width), np.int32)
+    token_ids = np.full((len(rows), width), fmt.pad, np.int32)
     segment_ids = np.zeros((len(rows), width), np.int32)
     for i, (a, b) in enumerate(rows):
         token_ids[i, : len(a) + len(b)] = a + b
@@ -81,13 +109,13 @@ def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def read_pairs(step, ids_1, ids_2, cls: int, sep: int, max_tokens: int, batch_size: int = BATCH) -> np.ndarray:
+def read_pairs(step, ids_1, ids_2, fmt: PairFormat, max_tokens: int, batch_size: int = BATCH) -> np.ndarray:
     """``(n, 3)`` float32 probabilities of tokenised pairs: packed in batches of similar length and read by
     ``step(token_ids, segment_ids)`` (which returns probabilities), each row back in its place."""
     out = np.zeros((len(ids_1), len(NLI_LABELS)), np.float32)
     lengths = np.array([len(a) + len(b) for a, b in zip(ids_1, ids_2, strict=True)])
     for rows in length_batches(lengths, batch_size):
-        token_ids, segment_ids = pack_pairs([ids_1[i] for i in rows], [ids_2[i] for i in rows], cls, sep, max_tokens)
+        token_ids, segment_ids = pack_pairs([ids_1[i] for i in rows], [ids_2[i] for i in rows], fmt, max_tokens)
         out[rows] = np.asarray(step(token_ids, segment_ids), np.float32)
     return out
 
@@ -98,9 +126,8 @@ def read_meta(path: Path | str) -> dict:
         return json.loads(bytes(z["meta"]).decode())
 
 
-def build_network(config: PairReaderConfig, dtype: str | None = None):
-    """``(network, backbone)``: MiniLM from its package, LoRA or trainable layers as ``config`` says, mean pooling
-    and a 3-way classifier. ``network`` maps ``[token_ids, segment_ids]`` to float32 logits."""
+def _minilm_sequence(config: PairReaderConfig, dtype: str | None, token_ids, segment_ids):
+    """MiniLM from its package (LoRA or trainable layers as ``config`` says) over the packed pair."""
     import keras
     import keras_hub
 
@@ -111,10 +138,38 @@ def build_network(config: PairReaderConfig, dtype: str | None = None):
         backbone.enable_lora(config.lora_rank, list(LORA_TARGETS))
     for name in FROZEN:
         backbone.get_layer(name).trainable = False
+    mask = keras.ops.not_equal(token_ids, 0)
+    inputs = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": mask}
+    return backbone, backbone(inputs)["sequence_output"], mask
+
+
+def _mpnet_sequence(config: PairReaderConfig, dtype: str | None, token_ids):
+    """all-mpnet-base-v2 from its packages (LoRA or trainable layers as ``config`` says); it has no segments."""
+    import keras
+
+    from mmscore.encoders import mpnet
+
+    backbone = mpnet.build_backbone(dtype)
+    mpnet.load_pretrained(backbone)
+    if config.lora_rank:
+        for layer in mpnet.lora_layers(backbone):
+            layer.enable_lora(config.lora_rank)
+    for name in mpnet.FROZEN:
+        backbone.get_layer(name).trainable = False
+    return backbone, backbone(token_ids), keras.ops.not_equal(token_ids, mpnet.PAD)
+
+
+def build_network(config: PairReaderConfig, dtype: str | None = None):
+    """``(network, backbone)``: the encoder from its package, LoRA or trainable layers as ``config`` says, mean
+    pooling and a 3-way classifier. ``network`` maps ``[token_ids, segment_ids]`` to float32 logits."""
+    import keras
+
     token_ids = keras.Input((None,), dtype="int32", name="token_ids")
     segment_ids = keras.Input((None,), dtype="int32", name="segment_ids")
-    mask = keras.ops.not_equal(token_ids, 0)
-    sequence = backbone({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": mask})["sequence_output"]
+    if config.encoder == MPNET:
+        backbone, sequence, mask = _mpnet_sequence(config, dtype, token_ids)
+    else:
+        backbone, sequence, mask = _minilm_sequence(config, dtype, token_ids, segment_ids)
     weights = keras.ops.expand_dims(keras.ops.cast(mask, "float32"), -1)
     pooled = keras.ops.sum(keras.ops.cast(sequence, "float32") * weights, 1) / keras.ops.sum(weights, 1)
     logits = keras.layers.Dense(len(NLI_LABELS), dtype="float32", name="nli_logits")(pooled)
@@ -140,20 +195,19 @@ def save_pair_reader(path: Path, network, config: PairReaderConfig, facts: dict 
 class PairReader:
     """A loaded pair reader. ``probabilities(texts_1, texts_2)`` -> ``(n, 3)`` in :data:`NLI_LABELS` order."""
 
-    def __init__(self, network, tokenizer, config: PairReaderConfig, facts: dict):
-        self.network, self.tokenizer, self.config, self.facts = network, tokenizer, config, facts
+    def __init__(self, network, tokenizer, config: PairReaderConfig, facts: dict, fmt: PairFormat):
+        self.network, self.tokenizer, self.config, self.facts, self.fmt = network, tokenizer, config, facts, fmt
 
     @classmethod
     def load(cls, path: Path | str, dtype: str | None = None) -> PairReader:
-        from mmscore.encoders.text_minilm import tokenizer
-
         path = Path(path)
         meta, config, weights = read_kept(path)
         network, _ = build_network(config, dtype)
         if config.base_weights_sha256 and config.base_weights_sha256 != base_weights_sha256(network):
-            raise InvalidModelError(f"{path}: trained from other MiniLM weights than the installed package's")
+            raise InvalidModelError(f"{path}: trained from other {config.encoder} weights than the installed package's")
         lay_weights(network, weights, path)
-        return cls(network, tokenizer(), config, meta.get("facts", {}))
+        tokenizer, fmt = reader_tokenizer(config.encoder)
+        return cls(network, tokenizer, config, meta.get("facts", {}), fmt)
 
     def token_ids(self, texts) -> list[np.ndarray]:
         return token_lists(self.tokenizer, texts)
@@ -172,9 +226,8 @@ class PairReader:
 
     def probabilities(self, texts_1, texts_2, batch_size: int = BATCH) -> np.ndarray:
         """``(n, 3)`` float32 rows summing to 1: entailment, neutral, contradiction."""
-        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         ids_1, ids_2 = self.token_ids(texts_1), self.token_ids(texts_2)
-        return read_pairs(self._step, ids_1, ids_2, cls, sep, self.config.max_tokens, batch_size)
+        return read_pairs(self._step, ids_1, ids_2, self.fmt, self.config.max_tokens, batch_size)
 
 
 def read_kept(path: Path) -> tuple[dict, PairReaderConfig, dict[str, np.ndarray]]:

@@ -13,7 +13,7 @@ import json
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from mmscore.errors import InputError
 from mmscore.model.pair_reader import (
     NLI_LABELS,
     PAIR_READER_FILE,
+    PairFormat,
     PairReaderConfig,
     base_weights_sha256,
     build_network,
@@ -30,6 +31,7 @@ from mmscore.model.pair_reader import (
     read_kept,
     read_meta,
     read_pairs,
+    reader_tokenizer,
     save_pair_reader,
     token_lists,
 )
@@ -60,8 +62,15 @@ class PairReaderOptions:
     resume: bool = False
     checkpoint_every: int = 250
     warmup_share: float = 0.06
+    encoder: str = "minilm-l6-v2"  # the transformer the reader is built on (mmscore.model.pair_reader.ENCODERS)
     start_from: str = ""  # a pair reader file to continue from (same LoRA rank); "": MiniLM's own weights
     swap_contradictions: bool = False  # also train each contradiction with its texts swapped (it is symmetric)
+
+    def __post_init__(self):
+        from mmscore.model.pair_reader import ENCODERS
+
+        if self.encoder not in ENCODERS:
+            raise InputError(f"unknown pair reader encoder {self.encoder!r}; choose from {', '.join(ENCODERS)}")
 
     @property
     def rate(self) -> float:
@@ -134,7 +143,8 @@ def read_nli_frame(path: str):
 
 def tokenised_pairs(path: str, tokenizer, cache_dir: Path | None) -> NliPairs:
     """The file's labelled pairs as token ids, read from the cache when the same bytes were tokenised before."""
-    key = hashlib.sha256(f"{data_sha256(path)}/{tokenizer.vocabulary_size()}/strip_accents".encode()).hexdigest()
+    vocabulary = tokenizer.vocabulary_size()
+    key = hashlib.sha256(f"{data_sha256(path)}/{vocabulary}/strip_accents".encode()).hexdigest()
     cached = None if cache_dir is None else Path(cache_dir) / f"nli-tokens-{key[:24]}.npz"
     if cached is not None and cached.is_file():
         with np.load(cached, allow_pickle=False) as z:
@@ -179,14 +189,14 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def evaluate(network, pairs: NliPairs, cls: int, sep: int, max_tokens: int, batch_size: int = 128) -> np.ndarray:
+def evaluate(network, pairs: NliPairs, fmt: PairFormat, max_tokens: int, batch_size: int = 128) -> np.ndarray:
     """Probabilities ``(n, 3)`` of ``pairs`` under ``network``."""
     import tensorflow as tf
 
     def step(ids, seg):
         return tf.nn.softmax(network([ids, seg], training=False), -1)
 
-    return read_pairs(step, pairs.ids_1, pairs.ids_2, cls, sep, max_tokens, batch_size)
+    return read_pairs(step, pairs.ids_1, pairs.ids_2, fmt, max_tokens, batch_size)
 
 
 def _random_states(network) -> list:
@@ -221,7 +231,9 @@ def _load_checkpoint(path: Path, network, optimizer, meta: dict) -> int:
 def _finished(path: Path, meta: dict) -> PairReaderResult:
     """A run resumed after it finished: its pair reader, when it was trained with these settings and data."""
     facts = read_meta(path).get("facts", {})
-    trained = {**facts.get("options", {}), "data_sha256": facts.get("data_sha256")}
+    # an option added since the file was written was at its default then
+    defaults = {f.name: f.default for f in fields(PairReaderOptions)}
+    trained = {**defaults, **facts.get("options", {}), "data_sha256": facts.get("data_sha256")}
     wanted = {k: v for k, v in meta.items() if k != "data"}
     if any(trained.get(k) != v for k, v in wanted.items()):
         changed = sorted(k for k, v in wanted.items() if trained.get(k) != v)
@@ -299,7 +311,7 @@ def _schedule(lengths: np.ndarray, options: PairReaderOptions, total_steps: int)
         epoch += 1
 
 
-def _run_steps(options, train: NliPairs, tokenizer, network, config, meta, total_steps: int, on_progress) -> _Steps:
+def _run_steps(options, train: NliPairs, fmt: PairFormat, network, config, meta, total_steps: int, on_progress):
     """The training loop: from the checkpoint when resuming (its batches are skipped, not retrained), writing one
     every ``checkpoint_every`` steps, reporting after each."""
     checkpoint = options.out / CHECKPOINT
@@ -314,8 +326,7 @@ def _run_steps(options, train: NliPairs, tokenizer, network, config, meta, total
     for done, batch in _schedule(lengths, options, total_steps):
         if done <= run.resumed_from:
             continue
-        ids, seg = pack_pairs([train.ids_1[i] for i in batch], [train.ids_2[i] for i in batch],
-                              tokenizer.cls_token_id, tokenizer.sep_token_id, config.max_tokens)  # fmt: skip
+        ids, seg = pack_pairs([train.ids_1[i] for i in batch], [train.ids_2[i] for i in batch], fmt, config.max_tokens)
         run.losses.append(float(step(ids, seg, train.labels[batch])))
         run.pairs += len(batch)
         if done % options.checkpoint_every == 0:
@@ -355,11 +366,13 @@ def _existing(path: Path, what: str) -> Path:
 def _start_from(path: Path, network, config: PairReaderConfig) -> None:
     """Lay an earlier pair reader's kept weights over the fresh network: training continues from its reading."""
     _, earlier, weights = read_kept(path)
+    if earlier.encoder != config.encoder:
+        raise InputError(f"{path}: built on {earlier.encoder}, not {config.encoder}; pass --encoder {earlier.encoder}")
     if earlier.lora_rank != config.lora_rank:
         raise InputError(f"{path}: LoRA rank {earlier.lora_rank}, not {config.lora_rank}; pass --lora-rank "
                          f"{earlier.lora_rank}")  # fmt: skip
     if earlier.base_weights_sha256 and earlier.base_weights_sha256 != config.base_weights_sha256:
-        raise InputError(f"{path}: trained from other MiniLM weights than the installed package's")
+        raise InputError(f"{path}: trained from other {config.encoder} weights than the installed package's")
     lay_weights(network, weights, path)
 
 
@@ -372,7 +385,6 @@ def train_pair_reader(
     ``on_progress(pairs_done, pairs_total, mean_loss)`` after every step."""
     import keras
 
-    from mmscore.encoders.text_minilm import tokenizer as minilm_tokenizer
     from mmscore.precision import encoder_dtype, resolve_precision
 
     started, precision, path = time.perf_counter(), resolve_precision("auto"), options.out / PAIR_READER_FILE
@@ -384,18 +396,19 @@ def train_pair_reader(
         meta["start_from_sha256"] = hashlib.sha256(start.read_bytes()).hexdigest()
     if options.resume and not (options.out / CHECKPOINT).is_file() and path.is_file():
         return _finished(path, meta)  # nothing to train: no tokenising, no network
-    tokenizer = minilm_tokenizer()
+    tokenizer, fmt = reader_tokenizer(options.encoder)
     pairs, train, dev = _split(options, tokenizer, cache_dir)
     keras.utils.set_random_seed(options.seed)  # before building: the classifier's start and dropout's states
-    network, _ = build_network(PairReaderConfig(lora_rank=options.lora_rank), encoder_dtype(precision))
-    config = PairReaderConfig(lora_rank=options.lora_rank, base_weights_sha256=base_weights_sha256(network))
+    fresh = PairReaderConfig(options.lora_rank, encoder=options.encoder)
+    network, _ = build_network(fresh, encoder_dtype(precision))
+    config = replace(fresh, base_weights_sha256=base_weights_sha256(network))
     if options.start_from:
         _start_from(Path(options.start_from), network, config)
     total_steps = max(1, round(options.epochs * -(-len(train) // options.batch_size)))
-    run = _run_steps(options, train, tokenizer, network, config, meta, total_steps, on_progress)
+    run = _run_steps(options, train, fmt, network, config, meta, total_steps, on_progress)
     facts = _facts(options, meta, pairs, train, dev, total_steps, run)
     if len(dev):
-        probs = evaluate(network, dev, tokenizer.cls_token_id, tokenizer.sep_token_id, config.max_tokens)
+        probs = evaluate(network, dev, fmt, config.max_tokens)
         facts["dev_accuracy"] = round(float((probs.argmax(1) == dev.labels).mean()), 4)
     facts["seconds"] = round(time.perf_counter() - started, 1)
     save_pair_reader(path, network, config, facts)

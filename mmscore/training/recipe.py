@@ -425,13 +425,11 @@ def train(
 
     ``data``: labelled pairs, anything scoring reads. ``images``: a folder of ``<id>.<ext>`` files (uses the
     ``id_*`` columns); otherwise ``image_*`` paths are read under ``image_root`` (default: where scoring would
-    read them). ``loss``: losses to compare by CV macro-F1 (default: focal). ``photos``: real photos unrelated
-    to the pairs, to teach the head that an attached photo is no evidence. ``cv_seeds``: cross-validate with
-    that many seeds (the card lists each seed's figures, and their mean and sd). ``base``: extend that model
-    directory (``default``: the shipped model): train on its kept training rows and ``data``'s together, each new
-    row repeated ``new_weight`` times; the base's encoders and pair features are used. ``out_of_domain_pairs``:
-    labelled pairs unlike ``data`` for the second head (rows out of domain). Bad settings raise
-    :class:`~mmscore.errors.InputError` before any work.
+    read them). ``loss``: losses to compare by CV macro-F1 (default: focal). ``cv_seeds``: CVs with other seeds,
+    listed in the card. ``photos``: real photos unrelated to the pairs (an attached photo is no evidence).
+    ``base``: extend that model folder (``default``: the shipped one): its kept rows and ``data``'s, each new row
+    ``new_weight`` times, its encoders and pair features. ``out_of_domain_pairs``: labelled pairs unlike ``data``
+    for the second head. Bad settings raise :class:`~mmscore.errors.InputError` before any work.
     """
     from mmscore.images.fetcher import build_fetcher
     from mmscore.io.pairs_reader import default_image_root
@@ -448,8 +446,7 @@ def train(
         features = LEXICAL_FEATURES if pair_features else ""
         options = TrainOptions(losses=tuple(loss) if loss else TrainOptions.losses, sequence_length=sequence_length,
                                folds=folds, seed=seed, epochs=epochs, heads=heads, cv_seeds=cv_seeds,
-                               fine_tune=fine_tune,
-                               fine_tune_epochs=fine_tune_epochs, pair_features=features,
+                               fine_tune=fine_tune, fine_tune_epochs=fine_tune_epochs, pair_features=features,
                                text_encoder=text_encoder, image_encoder=image_encoder)  # fmt: skip
         fetcher = build_fetcher(image_cache, offline=offline, allow_private_urls=allow_private_urls, image_root=root)
         with closing(fetcher):
