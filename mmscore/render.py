@@ -6,6 +6,8 @@ Rendering only: every figure comes from a library result (:class:`~mmscore.scori
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console, Group
 from rich.table import Table
 
@@ -364,3 +366,10 @@ def print_pair_reader(console: Console, result, options) -> None:
         f"dev accuracy {facts.get('dev_accuracy', float('nan')):.3f} on {facts['dev_pairs']} pairs",
         highlight=False,
     )
+    loss = facts.get("final_loss")
+    if loss is not None and not loss < 0.95 * math.log(3):  # three labels: ln 3 is what guessing costs (or NaN)
+        console.print(
+            f"warning: the reader learned nothing (final loss {loss}, chance is {math.log(3):.3f}): training "
+            "diverged; lower --learning-rate (2e-4 suits mpnet-base-v2's adapter)",
+            highlight=False,
+        )

@@ -301,3 +301,22 @@ def test_the_cli_trains_a_reader_and_makes_a_whole_model_that_scores(tmp_path):
     again = CliRunner().invoke(app, [*args, "--resume"])  # resuming a finished run reuses its reader
     assert again.exit_code == 0, again.output
     assert (out / "pair_reader.npz").read_bytes() == reader
+
+
+@pytest.mark.parametrize(("loss", "warned"), [(1.0986, True), (float("nan"), True), (0.43, False)])
+def test_a_reader_whose_loss_stayed_at_chance_is_called_out(loss, warned):
+    """A diverged run (its loss at ln 3, what guessing among three labels costs, or NaN) says so and what to do;
+    a run that learned says nothing more."""
+    from io import StringIO
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from mmscore import render
+
+    facts = {"train_pairs": 10, "device": "CPU", "train_seconds": 1.0, "pairs_per_second": 10.0, "dev_pairs": 0,
+             "final_loss": loss}  # fmt: skip
+    out = StringIO()
+    render.print_pair_reader(Console(file=out, width=200), SimpleNamespace(path="p", facts=facts), _options("d", "o"))
+    said = out.getvalue()
+    assert ("learned nothing" in said and "--learning-rate" in said) is warned
