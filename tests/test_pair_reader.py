@@ -217,7 +217,7 @@ def test_a_damaged_pair_reader_is_refused_in_one_line(tmp_path):
         (garbage, "not a pair reader this version can read"),
         (missing, "do not fit the pair reader network"),
         (reshaped, "is damaged"),
-        (other_base, "other minilm-l6-v2 weights"),
+        (other_base, f"other {meta['config']['encoder']} weights"),
     ):
         with pytest.raises(InvalidModelError, match=why) as err:
             PairReader.load(path)
