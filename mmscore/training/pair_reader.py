@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mmscore import defaults
 from mmscore.errors import InputError
+from mmscore.io.file_hash import file_sha256
 from mmscore.model.pair_reader import (
     NLI_LABELS,
     PAIR_READER_FILE,
@@ -62,8 +64,8 @@ class PairReaderOptions:
     resume: bool = False
     checkpoint_every: int = 250
     warmup_share: float = 0.06
-    encoder: str = "minilm-l6-v2"  # the transformer the reader is built on (mmscore.model.pair_reader.ENCODERS)
-    start_from: str = ""  # a pair reader file to continue from (same LoRA rank); "": MiniLM's own weights
+    encoder: str = defaults.PAIR_READER_ENCODER  # the transformer under the reader (model.pair_reader.ENCODERS)
+    start_from: str = ""  # a pair reader file to continue from (same encoder and rank); "": the package weights
     swap_contradictions: bool = False  # also train each contradiction with its texts swapped (it is symmetric)
 
     def __post_init__(self):
@@ -393,7 +395,7 @@ def train_pair_reader(
     meta.update(data_sha256=data_sha256(options.data), precision=precision)
     if options.start_from:  # by its bytes, not its name
         start = _existing(Path(options.start_from), "pair reader file")
-        meta["start_from_sha256"] = hashlib.sha256(start.read_bytes()).hexdigest()
+        meta["start_from_sha256"] = file_sha256(start)
     if options.resume and not (options.out / CHECKPOINT).is_file() and path.is_file():
         return _finished(path, meta)  # nothing to train: no tokenising, no network
     tokenizer, fmt = reader_tokenizer(options.encoder)

@@ -74,12 +74,11 @@ def routing_metrics(oof, y, layout, domain, second: SecondHead, df, emb, nli) ->
 
 def reader_facts(path: Path) -> dict:
     """The card's ``pair_reader``: the reader file's hash, and what its training recorded (dev accuracy, data)."""
-    import hashlib
-
+    from mmscore.io.file_hash import file_sha256
     from mmscore.model.pair_reader import read_meta
 
     facts = read_meta(path).get("facts", {})
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = file_sha256(path)
     credit = {"credit": SNLI_CREDIT} if "snli" in str(facts.get("trained_on", "")).lower() else {}
     return {"file": Path(path).name, "sha256": digest, **credit, **facts}
 
