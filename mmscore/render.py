@@ -78,13 +78,15 @@ def train_with_progress(console: Console, train, options):
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("train", total=None, rate=0.0, loss=float("nan"))
+        # shown from the first step: resuming a finished run trains nothing and shows no empty bar
+        task = progress.add_task("train", total=None, rate=0.0, loss=float("nan"), visible=False)
         start = {"done": None}
 
         def on_progress(done: int, total: int, loss: float) -> None:
             elapsed = progress.tasks[task].elapsed or 1e-9
             start["done"] = done if start["done"] is None else start["done"]  # resumed pairs are not this run's
-            progress.update(task, completed=done, total=total, loss=loss, rate=(done - start["done"]) / elapsed)
+            rate = (done - start["done"]) / elapsed
+            progress.update(task, completed=done, total=total, loss=loss, rate=rate, visible=True)
 
         return train(options, on_progress)
 

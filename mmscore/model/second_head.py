@@ -20,11 +20,12 @@ of different captions, NoEntailment by construction; an extended model adds the 
 rows as numbers (vectors, the reader's outputs, labels; never a text), so an extension can refit it.
 
 **Routing** (:func:`route`). A row goes to the second head when the main head's in-domain reference
-(:mod:`mmscore.model.domain`) rejects it *and* it is more typical of the second head's own pairs than of the main
-head's: each head has its own saved reference, and the two ``in_domain_score`` percentiles compare. An atypical
-tweet stays with the main head (sent to the SNLI reader, the real pairs' CV macro-F1 fell 0.566 → 0.539 over 5
-seeds); a plain sentence pair goes to the second. Photos play no part in the second head: such rows are judged
-on their texts.
+(:mod:`mmscore.model.domain`) rejects it. Photos play no part in the second head: such rows are judged on their
+texts. With the MiniLM reader, atypical tweets fared badly there (CV macro-F1 0.566 -> 0.539), so a second head
+kept a reference of its own (its SNLI pairs) and took only rows more typical of those than of the tweets; that also
+kept plain pairs holding a number, an accent or a "!" with the main head (1 of 8 right on the textbook pairs).
+With the mpnet reader the atypical tweets cost 0.566 -> 0.562 ± 0.006 over 5 seeds (``train/routing_study.py``), so
+a second head is now fitted without one. A model saved with one still routes by it (:meth:`SecondHead.takes`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import numpy as np
 
 from mmscore.errors import InvalidModelError, first_line
 from mmscore.labels import LABELS
-from mmscore.model.domain import DomainReference, fit_domain_held_out, text_form, unit
+from mmscore.model.domain import DomainReference, text_form, unit
 
 SECOND_HEAD_FILE = "out_of_domain.npz"
 STRENGTH = 1.0  # inverse strength of the calibration's pull towards the plain mapping (thousands of rows: weak)
@@ -161,7 +162,7 @@ class SecondHead:
 
     rows: SecondRows
     relatedness: np.ndarray  # (2,) a, b of r = sigmoid(a cos + b) (see mapped)
-    reference: DomainReference | None  # how typical a pair is of its rows (None: too few rows to place one)
+    reference: DomainReference | None  # None: takes every row out of the main domain; models saved before: its rows
     label_scale: np.ndarray  # (labels,) the calibration (see calibrated)
     label_shift: np.ndarray  # (labels,)
 
@@ -175,16 +176,16 @@ class SecondHead:
 
     @classmethod
     def fit(cls, rows: SecondRows) -> SecondHead:
-        """The mapping (:meth:`fit_mapping`) and this head's own reference, fitted on held-out folds of its rows."""
+        """The mapping (:meth:`fit_mapping`); no reference of its own (see Routing in the module's docstring)."""
         relatedness, scale, shift = cls.fit_mapping(rows)
-        fitted = fit_domain_held_out(rows.vectors_1, rows.vectors_2, rows.form_1, rows.form_2, rows.folds)
-        return cls(rows, relatedness, None if fitted is None else fitted[0], scale, shift)
+        return cls(rows, relatedness, None, scale, shift)
 
     @classmethod
     def fit_mapping(cls, rows: SecondRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(relatedness, scale, shift)``: relatedness on the rows where it is known (else: Implies and
-        Contradictory rows count as related), then the calibration on balanced labels (each weighs the same in
-        total): see :func:`fit_calibration`."""
+        Contradictory rows count as related), then the calibration with each row counted by its weight (labels
+        as common as in the rows: balancing them taught it to call unrelated pairs Contradictory): see
+        :func:`fit_calibration`."""
         labels, weights, present = rows.labels, rows.weights, np.unique(rows.labels)
         if len(present) < 2:
             raise ValueError("the second head needs labelled pairs of at least two labels")
@@ -192,9 +193,7 @@ class SecondHead:
         known = rows.related >= 0
         related = rows.related[known] if known.any() else (rows.labels != LABELS.index("NoEntailment")).astype(float)
         relatedness = fit_relatedness(cos[known] if known.any() else cos, related)
-        per_label = np.bincount(labels, weights, minlength=len(LABELS))
-        balanced = weights * (weights.sum() / (len(present) * per_label[labels]))
-        scale, shift = fit_calibration(cls.inputs_of(cos, rows.nli, relatedness), labels, balanced)
+        scale, shift = fit_calibration(cls.inputs_of(cos, rows.nli, relatedness), labels, weights)
         shift[np.setdiff1d(np.arange(len(LABELS)), present)] = -1e9  # a label it never saw is never predicted
         return relatedness, scale, shift
 
@@ -257,7 +256,7 @@ class SecondHead:
             "rows_sha256": digest.hexdigest(),  # the model id names it: another second head, another model
             "method": "the pair reader's entailment -> Implies, contradiction -> Contradictory as far as the texts are "
             "related (sigmoid of their sentence-vector cosine), the rest -> NoEntailment; each label's log-probability "
-            "scaled and shifted for log-loss on balanced labels; labels the rows the in-domain reference rejects",
+            "scaled and shifted for log-loss on its rows; labels the rows the in-domain reference rejects",
             "relatedness": {
                 "a": float(self.relatedness[0]),
                 "b": float(self.relatedness[1]),

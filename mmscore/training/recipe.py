@@ -151,8 +151,9 @@ def outside_base(base_dir: Path, df: pd.DataFrame, emb: PairEmbeddings, second: 
     texts = list(df["text_1"]), list(df["text_2"])
     main_score, main_in_domain = reference.score(emb.text_1, emb.text_2, *texts)
     second = load_second_head(base_dir) if second is None else second
-    second_score = None if second is None else second.second_scores(main_in_domain, emb.text_1, emb.text_2, *texts)
-    return route(main_score, main_in_domain, second_score)
+    if second is None:
+        return route(main_score, main_in_domain)
+    return second.takes(main_score, main_in_domain, emb.text_1, emb.text_2, *texts)
 
 
 def _lineage(base_dir: Path, base_card: ModelCard, base_rows: int, new_hash: str, outside, weight: int) -> dict:
