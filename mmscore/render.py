@@ -241,6 +241,17 @@ def metrics_table(title: str, metrics: dict):
     return Group(table, confusion)
 
 
+def _out_of_domain_labels(domain) -> str:
+    """Who labelled the out-of-domain rows: the second head (all, some) or nobody fit for them."""
+    out, taken = domain.rows("out"), domain.second_head
+    if not taken:
+        return "On them the labels and confidence say little."
+    by = "by its second head (the pair reader, learned from SNLI's photo captions; texts only; weak on other kinds of "
+    if taken >= out:
+        return f"All of them were labelled {by}sentences)."
+    return f"{taken} of them were labelled {by}sentences); on the rest the labels and confidence say little."
+
+
 def print_report(console: Console, result) -> None:
     from mmscore.labels import LABELS
 
@@ -254,9 +265,8 @@ def print_report(console: Console, result) -> None:
     if result.domain and result.domain.warns:
         console.print(
             f"[bold yellow]warning:[/] {100 * result.domain.out_share:.0f}% of rows are out of domain: the model's "
-            f"main head was trained on other kinds of pairs. {result.domain.second_head} of them were labelled by "
-            "its second head (the pair reader, learned from SNLI's photo captions; texts only; weak on other kinds of "
-            "sentences); on the rest the labels and confidence say little. To adapt the model, label a few dozen "
+            f"main head was trained on other kinds of pairs. {_out_of_domain_labels(result.domain)} "
+            "To adapt the model, label a few dozen "
             "of your pairs and extend it: "
             "mmscore train LABELLED.csv --base default --out MODEL, then mmscore score ... --model MODEL",
             highlight=False,

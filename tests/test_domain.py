@@ -121,6 +121,22 @@ def test_report_warns_above_a_fifth_out_of_domain_and_review_selects_them(tmp_pa
     assert write_review_queue(scored, tmp_path / "all.csv", below=None).rows == 10
 
 
+@pytest.mark.parametrize(("taken", "said"), [(0, "On them the labels"), (2, "2 of them were labelled"),
+                                              (3, "All of them were labelled")])  # fmt: skip
+def test_the_warning_says_which_out_of_domain_rows_the_second_head_labelled(taken, said):
+    """Of 3 rows out of domain: none, some or all labelled by the second head; only rows it did not label are
+    called ones whose labels say little."""
+    from mmscore.render import _out_of_domain_labels
+    from mmscore.report import DomainTally
+
+    tally = DomainTally()
+    labelled_by = ["second_head"] * taken + ["main_head"] * (5 - taken)
+    tally.add([False, False, False, True, True], np.zeros(5, int), np.full(5, 0.9), labelled_by)
+    sentence = _out_of_domain_labels(tally)
+    assert sentence.startswith(said)
+    assert ("say little" in sentence) is (taken < 3)
+
+
 def test_review_with_out_of_domain_and_below_keeps_both_filters_at_the_exact_cut(tmp_path):
     """``--review --out-of-domain --below X``: a row enters only when it is out of domain *and* its max probability
     is strictly below X. Rows sit exactly at the cut (binary fractions: exact in float32 and float64), in domain
