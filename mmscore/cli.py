@@ -243,10 +243,7 @@ def train_pair_reader(
             "shipped reader's: 12 layers, 768 wide).",
         ),
     ] = defaults.PAIR_READER_ENCODER,
-    learning_rate: Annotated[
-        float,
-        typer.Option(help="Peak rate \\[default with LoRA: 1e-3 minilm-l6-v2, 2e-4 mpnet-base-v2; 5e-5 without]."),
-    ] = 0.0,
+    learning_rate: Annotated[float, typer.Option(help="Peak rate \\[default: 1e-3 LoRA, 2e-4 mpnet; 5e-5 full]")] = 0.0,
     dev_share: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of groups held out.")] = 0.02,
     seed: Annotated[int, typer.Option(help="Seed for the batch order and initialisation.")] = defaults.SEED,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out (same data, settings).")] = False,
