@@ -246,10 +246,13 @@ def _out_of_domain_labels(domain) -> str:
     out, taken = domain.rows("out"), domain.second_head
     if not taken:
         return "On them the labels and confidence say little."
-    by = "by its second head (the pair reader, learned from SNLI's photo captions; texts only; weak on other kinds of "
+    by = (
+        "by its second head (the pair reader, learned from SNLI's photo captions; texts only; weak on other kinds of "
+        "sentences)"
+    )
     if taken >= out:
-        return f"All of them were labelled {by}sentences)."
-    return f"{taken} of them were labelled {by}sentences); on the rest the labels and confidence say little."
+        return f"All of them were labelled {by}."
+    return f"{taken} of them were labelled {by}; on the rest the labels and confidence say little."
 
 
 def print_report(console: Console, result) -> None:
