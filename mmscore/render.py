@@ -99,7 +99,7 @@ def print_score_summary(console: Console, summary, output: str) -> None:
     if summary.domain.get("out_of_domain") or summary.domain.get("in_domain"):
         line += f"; out of domain {summary.domain.get('out_of_domain', 0)}"
         if summary.domain.get("second_head"):  # mmscore.contract.SECOND_HEAD (kept out: pyarrow is slow to import)
-            line += f" ({summary.domain['second_head']} labelled by the second head)"
+            line += f"; labelled by the second head {summary.domain['second_head']}"
     flagged = {k: v for k, v in summary.text_statuses.items() if k != "ok"}
     if flagged:
         line += "; rows flagged in text_status: " + ", ".join(f"{k} {v}" for k, v in sorted(flagged.items()))
@@ -170,7 +170,7 @@ def print_over_seeds(console: Console, cv_metrics: dict) -> None:
 
 def print_second_head(console: Console, facts: dict) -> None:
     """What the card says of the second head: its rows, their held-out accuracy, its effect on the training pairs."""
-    line = f"second head (rows out of domain): {facts['rows']} pairs"
+    line = f"second head (rows unlike the main head's pairs): {facts['rows']} pairs"
     if facts.get("held_out"):
         line += (
             f", held-out accuracy {facts['held_out']['accuracy']:.3f} (pairs sharing a first text held out together)"
@@ -178,8 +178,8 @@ def print_second_head(console: Console, facts: dict) -> None:
     routing = facts.get("routing_on_training_pairs")
     if routing:
         line += (
-            f"; on the training pairs it takes {routing['rows_taken_by_second_head']} of "
-            f"{routing['rows_out_of_domain']} out-of-domain rows: CV macro-F1 "
+            f"; it takes {routing['rows_taken_by_second_head']} of the training pairs "
+            f"({routing['rows_out_of_domain']} are out of domain): CV macro-F1 "
             f"{routing['main_head_only']['macro_f1']:.3f} -> {routing['routed']['macro_f1']:.3f}"
         )
     console.print(line, highlight=False)
@@ -243,7 +243,7 @@ def metrics_table(title: str, metrics: dict):
 
 def _out_of_domain_labels(domain) -> str:
     """Who labelled the out-of-domain rows: the second head (all, some) or nobody fit for them."""
-    out, taken = domain.rows("out"), domain.second_head
+    out, taken = domain.rows("out"), domain.second_head_out
     if not taken:
         return "On them the labels and confidence say little."
     by = (
@@ -324,7 +324,9 @@ def domain_table(domain) -> Table:
     known = max(facts["in_domain"]["rows"] + facts["out_of_domain"]["rows"], 1)
     title = f"in the model's domain? ({100 * facts['out_of_domain_share']:.1f}% of rows out of domain)"
     if facts["labelled_by_second_head"]:
-        title += f"; {facts['labelled_by_second_head']} out-of-domain rows labelled by the second head"
+        title += f"; {facts['labelled_by_second_head']} rows labelled by the second head"
+        if facts["out_of_domain_labelled_by_second_head"] < facts["labelled_by_second_head"]:
+            title += f" ({facts['out_of_domain_labelled_by_second_head']} of them out of domain)"
     if facts["unknown_rows"]:
         title += f"; {facts['unknown_rows']} rows without a score (model has no in-domain reference)"
     table = Table(title=title)

@@ -46,9 +46,12 @@ class DomainTally:
     confidence_sum: dict[str, float] = field(default_factory=lambda: {"in": 0.0, "out": 0.0})
     unknown: int = 0
     second_head: int = 0  # rows the model's second head labelled (files scored before it: 0)
+    second_head_out: int = 0  # of them, rows out of the main head's domain
 
     def add(self, flags: list, pred: np.ndarray, top: np.ndarray, labelled_by: list | None = None) -> None:
-        self.second_head += (labelled_by or []).count(SECOND_HEAD)
+        by_second = np.array([b == SECOND_HEAD for b in labelled_by or [None] * len(flags)], bool)
+        self.second_head += int(by_second.sum())
+        self.second_head_out += int((by_second & np.array([f is False for f in flags], bool)).sum())
         for side, wanted in (("in", True), ("out", False)):
             chosen = np.array([f is wanted for f in flags], bool)
             self.labels[side].update(pred[chosen].tolist())
@@ -81,6 +84,7 @@ class DomainTally:
             "out_of_domain": sides["out"],
             "unknown_rows": self.unknown,
             "labelled_by_second_head": self.second_head,
+            "out_of_domain_labelled_by_second_head": self.second_head_out,
             "out_of_domain_share": self.out_share,
             "warning": self.warns,
         }

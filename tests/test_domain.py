@@ -8,6 +8,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmscore.labels import LABELS, PROB_COLUMNS
 from mmscore.model.domain import DomainReference, FormStats, fit_domain
@@ -41,6 +43,42 @@ def test_reference_survives_a_save_and_load(tmp_path):
     b = again.score(query[0], query[1], texts[:5], texts[5:10])
     np.testing.assert_allclose(a[0], b[0], atol=1 / 30)  # float16 vectors on disk: at most one rank apart
     assert fit_domain(vectors[0][:5], vectors[1][:5], texts[:5], texts[:5], np.arange(5) % 2) is None  # too few
+
+
+DIGITS_TO_LETTERS = str.maketrans("0123456789", "abcdefghij")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(min_size=1, max_size=40))
+def test_a_reference_that_leaves_digits_out_reads_a_number_as_any_other_word(query):
+    """Untrusted texts: under a reference fitted without the digits flag, a text and the same text with its digits
+    turned into letters are exactly as typical (same vectors); a reference counting every flag tells a text
+    holding a digit from its lettered twin. The choice survives a save and a load; an unknown flag is refused."""
+    import io
+
+    from mmscore.model.domain import counted_flags, fit_domain_forms, text_form
+
+    rng = np.random.default_rng(len(query))
+    vectors = rng.normal(size=(2, 12, 6))
+    texts = [" ".join(["word"] * (1 + i % 5)) + " #tag" * (i % 2) for i in range(12)]
+    forms = text_form(texts), text_form(texts[::-1])
+    forms[0][:6, 3] = 1.0  # half the first texts hold a digit: the flag's probability is not one half
+    lettered = query.translate(DIGITS_TO_LETTERS)
+    v = rng.normal(size=(1, 6))
+    for ignored, same in (((), None), (("digits",), True)):
+        reference = fit_domain_forms(*vectors, *forms, np.arange(12) % 3, counted_flags(ignored))
+        buffer = io.BytesIO()
+        reference.save(buffer)
+        buffer.seek(0)
+        for ref in (reference, DomainReference.load(buffer)):
+            a = ref.typicality(v, v, [query], [query])
+            b = ref.typicality(v, v, [lettered], [lettered])
+            if same or lettered == query:
+                np.testing.assert_allclose(a, b, rtol=1e-12)
+            else:
+                assert not np.allclose(a, b)
+    with pytest.raises(ValueError, match="unknown form flags"):
+        counted_flags(("numbers",))
 
 
 def test_unseen_real_pairs_pass_and_plain_language_pairs_are_flagged(
@@ -135,6 +173,21 @@ def test_the_warning_says_which_out_of_domain_rows_the_second_head_labelled(take
     sentence = _out_of_domain_labels(tally)
     assert sentence.startswith(said)
     assert ("say little" in sentence) is (taken < 3)
+
+
+def test_rows_in_domain_labelled_by_the_second_head_are_not_counted_as_out_of_domain_ones():
+    """The router may give the second head a row the main reference calls in domain (more typical of SNLI's pairs):
+    the warning counts only the out-of-domain rows it labelled, and the table's title says how many it labelled."""
+    from mmscore.render import _out_of_domain_labels, domain_table
+    from mmscore.report import DomainTally
+
+    tally = DomainTally()
+    tally.add([False, False, False, True, True], np.zeros(5, int), np.full(5, 0.9),
+              ["second_head", "main_head", "main_head", "second_head", "main_head"])  # fmt: skip
+    assert tally.to_json()["labelled_by_second_head"] == 2
+    assert tally.to_json()["out_of_domain_labelled_by_second_head"] == 1
+    assert _out_of_domain_labels(tally).startswith("1 of them were labelled")
+    assert "2 rows labelled by the second head (1 of them out of domain)" in domain_table(tally).title
 
 
 def test_review_with_out_of_domain_and_below_keeps_both_filters_at_the_exact_cut(tmp_path):

@@ -1,12 +1,16 @@
-"""What routing the tweets' out-of-domain rows to the second head (the pair reader) does to the real pairs'
-cross-validated figures, over seeds: every held-out tweet the in-domain reference (fitted on the other folds)
-rejects is offered to the shipped second head, the rows it does not take keep the main head's out-of-fold label.
+"""Which rows should the second head (the pair reader) take? Candidate routing rules, each measured on real pairs:
 
-    .venv/bin/python train/routing_study.py [SEEDS]          e.g.  5
+- the tweets' cross-validated figures over seeds: every held-out tweet is offered to the router with its
+  ``in_domain_score`` from a reference fitted on the other folds; the rows the second head does not take keep the
+  main head's out-of-fold label;
+- SNLI's own pairs (plain sentences, never tweets): the share the router sends to the second head, over random
+  pairs and over pairs holding a digit (1.7 % of SNLI's pairs; plain language holds numbers far more often).
 
-Needs ``../shared/data``. Per seed, for the shipped rule (a row also more typical of the second head's own pairs:
-its saved reference) and for every row out of domain (the same head without that reference): rows out of domain,
-rows taken, macro-F1 and accuracy of the main head alone and with routing, labels changed; then mean ± sd.
+    .venv/bin/python train/routing_study.py [SEEDS] [SNLI_PAIRS]          e.g.  5 1500
+
+Needs ``../shared/data``. A rule is the second head's own reference (which surface flags it counts) and whether a
+row must also be out of the main domain. Per seed: rows taken, macro-F1 and accuracy with routing, labels changed;
+then mean ± sd, and the SNLI shares.
 """
 
 from __future__ import annotations
@@ -15,11 +19,61 @@ import json
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
-from study_data import study_data
+from study_data import DATA, study_data
+
+# name: (flags the second head's reference leaves out, or None: no reference at all; rows in the main domain offered)
+RULES = {
+    "all flags, out of domain only (before)": ((), False),
+    "all flags": ((), True),
+    "no digits, out of domain only": (("digits",), False),
+    "no digits (shipped)": (("digits",), True),
+    "no digits or non-ASCII": (("digits", "non-ASCII"), True),
+    "every row out of domain": (None, False),
+}
 
 
-def main(seeds: str = "5") -> None:
+def rule_heads(second) -> dict:
+    """Each rule's second head: the shipped mapping with the rule's reference, refitted on the head's own rows."""
+    from mmscore.model.domain import counted_flags, fit_domain_forms
+
+    rows, heads = second.rows, {}
+    for name, (ignored, _offered) in RULES.items():
+        reference = None if ignored is None else fit_domain_forms(
+            rows.vectors_1, rows.vectors_2, rows.form_1, rows.form_2, rows.folds, counted_flags(ignored))  # fmt: skip
+        heads[name] = replace(second, reference=reference)
+    return heads
+
+
+def offered(name: str, domain: tuple) -> tuple:
+    """The rows' ``(in_domain_score, in_domain)`` as the rule sees them: a rule that keeps the main domain's rows
+    sees them at the top score (1.0), which no second score beats."""
+    score, inside = domain
+    return (score, inside) if RULES[name][1] else (np.where(inside, np.float32(1.0), score), inside)
+
+
+def snli_shares(heads: dict, text, count: int) -> dict:
+    """Per rule, the share of SNLI pairs (random ones, and ones holding a digit) the router sends to the second head."""
+    from mmscore.model.domain import load_domain
+    from mmscore.model.predictor import DEFAULT_MODEL_DIR
+
+    snli = pd.read_parquet(DATA / "snli" / "snli_1.0_train_100k.parquet")
+    snli = snli[snli["gold_label"] != "-"]
+    digit = snli["sentence1"].str.contains(r"\d") | snli["sentence2"].str.contains(r"\d")
+    samples = {"random": snli.sample(count, random_state=1), "with a digit": snli[digit].sample(count, random_state=2)}
+    main, shares = load_domain(DEFAULT_MODEL_DIR), {}
+    for kind, pairs in samples.items():
+        texts = list(pairs["sentence1"]), list(pairs["sentence2"])
+        vectors = text.encode(texts[0]), text.encode(texts[1])
+        domain = main.score(*vectors, *texts)
+        for name, head in heads.items():
+            taken = head.takes(*offered(name, domain), *vectors, *texts)
+            shares.setdefault(name, {})[f"snli {kind}: share taken"] = round(float(taken.mean()), 3)
+    return shares
+
+
+def main(seeds: str = "5", snli_pairs: str = "1500") -> None:
     from mmscore.model.domain import text_form
     from mmscore.model.predictor import DEFAULT_MODEL_DIR, Predictor
     from mmscore.model.second_head import load_second_head
@@ -29,10 +83,9 @@ def main(seeds: str = "5") -> None:
     from mmscore.training.second_head import routing_metrics
 
     data = study_data()
-    second = load_second_head(DEFAULT_MODEL_DIR)
+    heads = rule_heads(load_second_head(DEFAULT_MODEL_DIR))
+    print(json.dumps(snli_shares(heads, data.text, int(snli_pairs)), indent=1), flush=True)
     nli = Predictor.load().nli_probabilities
-    # without a reference of its own the second head takes every row out of the main domain (route)
-    rules = {"own_reference": second, "every_row_out_of_domain": replace(second, reference=None)}
     forms = (text_form(list(data.df["text_1"])), text_form(list(data.df["text_2"])))
     rows = []
     for seed in range(int(seeds)):
@@ -41,12 +94,12 @@ def main(seeds: str = "5") -> None:
         _metrics, oof = cross_validate(data.emb, data.y, "focal", options, None, data.plan, layout)
         _domain, held_out, _rows = kept_of_training(data.emb, forms, data.y, layout.fold_ids)
         rows.append({"seed": seed, **{
-            rule: routing_metrics(oof, data.y, layout, held_out, head, data.df, data.emb, nli)
-            for rule, head in rules.items()
+            name: routing_metrics(oof, data.y, layout, offered(name, held_out), head, data.df, data.emb, nli)
+            for name, head in heads.items()
         }})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
     flat = pd.json_normalize(rows).drop(columns=["seed"])
-    print(json.dumps({k: f"{flat[k].mean():.3f} ± {flat[k].std(ddof=1):.3f}" for k in flat.columns}))
+    print(json.dumps({k: f"{flat[k].mean():.3f} ± {flat[k].std(ddof=1):.3f}" for k in flat.columns}, indent=1))
 
 
 if __name__ == "__main__":

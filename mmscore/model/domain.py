@@ -30,6 +30,7 @@ DOMAIN_FILE = "domain.npz"
 NEIGHBOURS = 25
 CUT_SHARE = 0.05  # the share of held-out real pairs let fall below the cut
 FORM_FLAGS = (re.compile(r"#\w"), re.compile(r"@\w"), re.compile(r"\d"), re.compile(r"[^\x00-\x7f]"))
+FLAG_NAMES = ("#", "@", "digits", "non-ASCII")  # FORM_FLAGS' names, in their order
 MIN_PAIRS = 10
 
 
@@ -42,24 +43,39 @@ def text_form(texts) -> np.ndarray:
     return np.asarray(rows, np.float64).reshape(len(rows), 1 + len(FORM_FLAGS))
 
 
+def counted_flags(ignored: tuple[str, ...] = ()) -> np.ndarray:
+    """``(flags,)`` bool: which of :data:`FLAG_NAMES` a reference counts (all but ``ignored``)."""
+    unknown = set(ignored) - set(FLAG_NAMES)
+    if unknown:
+        raise ValueError(f"unknown form flags {sorted(unknown)}; known: {', '.join(FLAG_NAMES)}")
+    return np.array([name not in ignored for name in FLAG_NAMES])
+
+
 @dataclass(frozen=True)
 class FormStats:
-    """The training texts' surface statistics: a Gaussian over log(1 + words), a Bernoulli per flag."""
+    """The training texts' surface statistics: a Gaussian over log(1 + words), a Bernoulli per counted flag."""
 
     words_mean: float
     words_sd: float
     flag_p: np.ndarray  # (flags,), smoothed away from 0 and 1
+    counted: np.ndarray | None = None  # (flags,) bool: the flags that count (None: all)
 
     @classmethod
-    def fit(cls, form: np.ndarray) -> FormStats:
+    def fit(cls, form: np.ndarray, counted: np.ndarray | None = None) -> FormStats:
         flags = form[:, 1:]
         p = (flags.sum(0) + 1.0) / (len(flags) + 2.0)  # Laplace: an unseen surface is rare, not impossible
-        return cls(float(form[:, 0].mean()), float(form[:, 0].std() + 1e-6), p)
+        return cls(float(form[:, 0].mean()), float(form[:, 0].std() + 1e-6), p, counted)
 
     def log_likelihood(self, form: np.ndarray) -> np.ndarray:
         flags = form[:, 1:]
-        bernoulli = (flags * np.log(self.flag_p) + (1 - flags) * np.log1p(-self.flag_p)).sum(1)
-        return bernoulli - 0.5 * ((form[:, 0] - self.words_mean) / self.words_sd) ** 2
+        per_flag = flags * np.log(self.flag_p) + (1 - flags) * np.log1p(-self.flag_p)
+        if self.counted is not None:
+            per_flag = per_flag * np.asarray(self.counted, bool)
+        return per_flag.sum(1) - 0.5 * ((form[:, 0] - self.words_mean) / self.words_sd) ** 2
+
+    def counted_names(self) -> list[str]:
+        counted = np.ones(len(FLAG_NAMES), bool) if self.counted is None else np.asarray(self.counted, bool)
+        return [name for name, kept in zip(FLAG_NAMES, counted, strict=True) if kept]
 
 
 def unit(vectors) -> np.ndarray:
@@ -115,8 +131,8 @@ class DomainReference:
     def card_facts(self, encoder: str) -> dict:
         return {
             "fitted_on": f"{encoder} vectors and the surface of the {len(self.held_out)} training pairs' texts",
-            "method": f"meaning (mean cosine to {NEIGHBOURS} nearest training texts) + form (length, #, @, digits, "
-            "non-ASCII), standardised on held-out folds; a pair is its less typical text",
+            "method": f"meaning (mean cosine to {NEIGHBOURS} nearest training texts) + form (length, "
+            f"{', '.join(self.form.counted_names())}), standardised on held-out folds; a pair is its less typical text",
             "reference_texts": int(len(self.text_vectors)),
             "held_out_pairs": int(len(self.held_out)),
             "cut_rank": self.cut_rank,
@@ -126,9 +142,11 @@ class DomainReference:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What is saved (float16 text vectors): :meth:`from_arrays` reads it back, nothing is refitted."""
+        counted = {} if self.form.counted is None else {"counted_flags": np.asarray(self.form.counted, bool)}
         return {
             "text_vectors": self.text_vectors.astype(np.float16),
             "flag_p": self.form.flag_p,
+            **counted,
             "stats": np.array(
                 [self.form.words_mean, self.form.words_sd, self.meaning_mean, self.meaning_sd]
                 + [self.form_mean, self.form_sd]
@@ -141,7 +159,7 @@ class DomainReference:
         words_mean, words_sd, meaning_mean, meaning_sd, form_mean, form_sd = (float(x) for x in z["stats"])
         return cls(
             np.asarray(z["text_vectors"]).astype(np.float32),
-            FormStats(words_mean, words_sd, np.asarray(z["flag_p"])),
+            FormStats(words_mean, words_sd, np.asarray(z["flag_p"]), _saved_counted(z)),
             meaning_mean,
             meaning_sd,
             form_mean,
@@ -158,6 +176,11 @@ class DomainReference:
             return cls.from_arrays(z)
 
 
+def _saved_counted(z) -> np.ndarray | None:
+    """The saved flags that count; None (all) for a reference saved before references could leave one out."""
+    return np.asarray(z["counted_flags"], bool) if "counted_flags" in z else None
+
+
 def fit_domain(vectors_1, vectors_2, texts_1, texts_2, folds: np.ndarray) -> DomainReference | None:
     """The reference for pairs ``(texts_1[i], texts_2[i])`` with their text vectors, cross-fitted over ``folds``
     (a fold id per pair): each pair's held-out typicality uses only the other folds' texts and statistics.
@@ -165,13 +188,14 @@ def fit_domain(vectors_1, vectors_2, texts_1, texts_2, folds: np.ndarray) -> Dom
     return fit_domain_forms(vectors_1, vectors_2, text_form(list(texts_1)), text_form(list(texts_2)), folds)
 
 
-def fit_domain_forms(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray) -> DomainReference | None:
-    """:func:`fit_domain` from the texts' :func:`text_form` rows (what a model keeps of texts it cannot ship)."""
-    fitted = fit_domain_held_out(vectors_1, vectors_2, form_1, form_2, folds)
+def fit_domain_forms(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray, counted=None) -> DomainReference | None:
+    """:func:`fit_domain` from the texts' :func:`text_form` rows (what a model keeps of texts it cannot ship);
+    ``counted``: the flags it counts (:func:`counted_flags`; None: all)."""
+    fitted = fit_domain_held_out(vectors_1, vectors_2, form_1, form_2, folds, counted)
     return None if fitted is None else fitted[0]
 
 
-def fit_domain_held_out(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray):
+def fit_domain_held_out(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray, counted=None):
     """:func:`fit_domain_forms`, with each pair's own held-out typicality in row order (what cross-validation
     needs to know which training pairs scoring would have called out of domain): ``(reference, typicality)``."""
     vectors_1, vectors_2, folds = unit(vectors_1), unit(vectors_2), np.asarray(folds)
@@ -182,7 +206,7 @@ def fit_domain_held_out(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray)
     for fold in np.unique(folds):
         held, rest = folds == fold, folds != fold
         reference = np.concatenate([vectors_1[rest], vectors_2[rest]])
-        stats = FormStats.fit(np.concatenate([form_1[rest], form_2[rest]]))
+        stats = FormStats.fit(np.concatenate([form_1[rest], form_2[rest]]), counted)
         for side, (vectors, form) in enumerate(((vectors_1, form_1), (vectors_2, form_2))):
             raw[side, held, 0] = _meaning(vectors[held], reference)
             raw[side, held, 1] = stats.log_likelihood(form[held])
@@ -190,7 +214,7 @@ def fit_domain_held_out(vectors_1, vectors_2, form_1, form_2, folds: np.ndarray)
     held_out = ((raw - mean) / sd).sum(2).min(0)
     reference = DomainReference(
         np.concatenate([vectors_1, vectors_2]),
-        FormStats.fit(np.concatenate([form_1, form_2])),
+        FormStats.fit(np.concatenate([form_1, form_2]), counted),
         float(mean[0]),
         float(sd[0]),
         float(mean[1]),
