@@ -7,8 +7,10 @@ typicality, from two views of each text, each measured against the training text
 - **meaning**: the mean cosine similarity of the text's vector (the model's own text encoder, computed anyway
   while scoring) to its :data:`NEIGHBOURS` nearest training texts;
 - **form**: the log-likelihood of its surface under the training texts' statistics: length in words, and
-  whether it holds a #hashtag, an @mention, a digit, a non-ASCII character (emoji, accents). Links are left
-  out on purpose: every training tweet carries a t.co link to its media, an artefact rather than content.
+  whether it holds a #hashtag, an @mention, a digit, a non-ASCII character (emoji, accents), a link. A reference
+  may leave flags out (:func:`counted_flags`): the main head's leaves out links (every training tweet carries a
+  t.co link to its media, an artefact rather than content: :data:`MAIN_UNCOUNTED_FLAGS`), the second head's
+  counts them (SNLI's sentences never hold one, so a post with a link is unlike them).
 
 Each view is standardised on held-out training texts (cross-fitted: a text is never its own neighbour) and the
 two are added; a pair is as typical as its less typical text. ``in_domain_score`` is the share of held-out
@@ -29,8 +31,15 @@ import numpy as np
 DOMAIN_FILE = "domain.npz"
 NEIGHBOURS = 25
 CUT_SHARE = 0.05  # the share of held-out real pairs let fall below the cut
-FORM_FLAGS = (re.compile(r"#\w"), re.compile(r"@\w"), re.compile(r"\d"), re.compile(r"[^\x00-\x7f]"))
-FLAG_NAMES = ("#", "@", "digits", "non-ASCII")  # FORM_FLAGS' names, in their order
+FORM_FLAGS = (
+    re.compile(r"#\w"),
+    re.compile(r"@\w"),
+    re.compile(r"\d"),
+    re.compile(r"[^\x00-\x7f]"),
+    re.compile(r"https?://|www\.", re.IGNORECASE),
+)
+FLAG_NAMES = ("#", "@", "digits", "non-ASCII", "link")  # FORM_FLAGS' names, in their order
+MAIN_UNCOUNTED_FLAGS = ("link",)  # the flags the main head's reference leaves out (see the module docstring)
 MIN_PAIRS = 10
 
 
@@ -41,6 +50,14 @@ def text_form(texts) -> np.ndarray:
         text = text or ""
         rows.append([math.log1p(len(text.split())), *(1.0 if p.search(text) else 0.0 for p in FORM_FLAGS)])
     return np.asarray(rows, np.float64).reshape(len(rows), 1 + len(FORM_FLAGS))
+
+
+def with_every_flag(form) -> np.ndarray:
+    """Saved :func:`text_form` rows with a column for every flag: a form saved before a flag existed (the link flag
+    came last) reads it as absent. Texts are never kept, so it cannot be measured again."""
+    form = np.asarray(form, np.float64)
+    missing = 1 + len(FORM_FLAGS) - form.shape[1]
+    return np.pad(form, ((0, 0), (0, missing))) if missing > 0 else form
 
 
 def counted_flags(ignored: tuple[str, ...] = ()) -> np.ndarray:
@@ -67,15 +84,15 @@ class FormStats:
         return cls(float(form[:, 0].mean()), float(form[:, 0].std() + 1e-6), p, counted)
 
     def log_likelihood(self, form: np.ndarray) -> np.ndarray:
-        flags = form[:, 1:]
+        flags = form[:, 1 : 1 + len(self.flag_p)]  # a reference saved before a flag existed does not count it
         per_flag = flags * np.log(self.flag_p) + (1 - flags) * np.log1p(-self.flag_p)
         if self.counted is not None:
             per_flag = per_flag * np.asarray(self.counted, bool)
         return per_flag.sum(1) - 0.5 * ((form[:, 0] - self.words_mean) / self.words_sd) ** 2
 
     def counted_names(self) -> list[str]:
-        counted = np.ones(len(FLAG_NAMES), bool) if self.counted is None else np.asarray(self.counted, bool)
-        return [name for name, kept in zip(FLAG_NAMES, counted, strict=True) if kept]
+        counted = np.ones(len(self.flag_p), bool) if self.counted is None else np.asarray(self.counted, bool)
+        return [name for name, kept in zip(FLAG_NAMES, counted, strict=False) if kept]
 
 
 def unit(vectors) -> np.ndarray:

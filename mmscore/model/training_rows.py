@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmscore.model.domain import with_every_flag
+
 TRAINING_ROWS_FILE = "training_rows.npz"
 
 
@@ -64,8 +66,8 @@ class TrainingRows:
                 images[1],
                 z["image_mask"].astype(np.float32),
                 z["pair_features"],
-                z["form_1"].astype(np.float64),
-                z["form_2"].astype(np.float64),
+                with_every_flag(z["form_1"]),
+                with_every_flag(z["form_2"]),
                 z["labels"].astype(np.int64),
                 z["folds"].astype(np.int64),
             )

@@ -16,7 +16,7 @@ from mmscore.errors import InputError, OutputError, first_line
 from mmscore.io.atomic_write import atomic_path
 from mmscore.metrics import fit_temperature
 from mmscore.model.card import HEAD_FILE, TEXT_WEIGHTS_FILE, ModelCard
-from mmscore.model.domain import DOMAIN_FILE, fit_domain_held_out
+from mmscore.model.domain import DOMAIN_FILE, MAIN_UNCOUNTED_FLAGS, counted_flags, fit_domain_held_out
 from mmscore.model.pair_reader import PAIR_READER_FILE
 from mmscore.model.second_head import SECOND_HEAD_FILE
 from mmscore.model.training_rows import TRAINING_ROWS_FILE, TrainingRows
@@ -164,7 +164,10 @@ def kept_of_training(emb: PairEmbeddings, forms, y: np.ndarray, fold_ids: np.nda
     and the folds (never the texts). The reference is fitted on ``reference_rows`` only when given (an
     extension: the base's rows, the domain its main head is calibrated for; the second head learns the new)."""
     keep = np.ones(len(y), bool) if reference_rows is None else np.asarray(reference_rows, bool)
-    fitted = fit_domain_held_out(emb.text_1[keep], emb.text_2[keep], forms[0][keep], forms[1][keep], fold_ids[keep])
+    counted = counted_flags(MAIN_UNCOUNTED_FLAGS)
+    fitted = fit_domain_held_out(
+        emb.text_1[keep], emb.text_2[keep], forms[0][keep], forms[1][keep], fold_ids[keep], counted
+    )
     domain, held_out = (None, None) if fitted is None else (fitted[0], fitted[0].place(fitted[1]))
     features = emb.pair_features if emb.pair_features is not None else np.zeros((len(y), 0), np.float32)
     rows = TrainingRows(emb.text_1, emb.text_2, emb.image_1, emb.image_2, emb.image_mask, features, *forms, y, fold_ids)

@@ -206,6 +206,8 @@ MUTANTS = [
       ("    return np.asarray(second_score, np.float32) > np.asarray(main_score, np.float32)", "    return np.asarray(second_score, np.float32) >= np.asarray(main_score, np.float32)")),
     m("second reference counts digits", "mmscore/model/second_head.py", "tests/test_second_head.py::test_the_router_takes_real_plain_pairs_holding_a_number_and_leaves_the_tweets",
       ('UNCOUNTED_FLAGS = ("digits",)', "UNCOUNTED_FLAGS = ()")),
+    m("second reference leaves links out", "mmscore/model/second_head.py", "tests/test_second_head.py::test_the_router_takes_real_plain_pairs_holding_a_number_and_leaves_the_tweets",
+      ('UNCOUNTED_FLAGS = ("digits",)', 'UNCOUNTED_FLAGS = ("digits", "link")')),
     m("a reference counts every flag whatever it was fitted with", "mmscore/model/domain.py", "tests/test_domain.py::test_a_reference_that_leaves_digits_out_reads_a_number_as_any_other_word",
       ("            per_flag = per_flag * np.asarray(self.counted, bool)", "            pass")),
     m("the flags a reference counts are not saved", "mmscore/model/domain.py", "tests/test_domain.py::test_a_reference_that_leaves_digits_out_reads_a_number_as_any_other_word",
