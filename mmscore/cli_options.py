@@ -182,8 +182,8 @@ OutOfDomainPairsOpt = Annotated[
     typer.Option(
         "--out-of-domain-pairs",
         help="Labelled pairs unlike DATA (e.g. plain-language sentences; the shipped model used "
-        "sample_data/plain_pairs.csv) for the second head: rows the in-domain reference rejects, and that are "
-        "more like these pairs than like DATA's, are labelled by it, from the texts alone.",
+        "sample_data/plain_pairs.csv) for the second head: rows more like these pairs than like DATA's are "
+        "labelled by it, from the texts alone.",
     ),
 ]
 

@@ -353,8 +353,8 @@ def train_model(
     ``base``: a model directory (or ``default``) whose training rows are trained on together with ``data``'s,
     each new row repeated ``new_weight`` times; its encoders and pair features are the new model's.
     ``out_of_domain_pairs``: labelled pairs unlike ``data`` (plain language, say) for the second head, which labels
-    the rows the in-domain reference rejects that are more like its pairs (:mod:`mmscore.model.second_head`).
-    Extending, new rows the base's reference rejects join the second head's rows; the others train the main head.
+    the rows more like its pairs than like ``data``'s (:mod:`mmscore.model.second_head`). Extending, new rows the
+    router sends to the base's second head join its rows; the others train the main head.
     """
     options, started = options or TrainOptions(), time.perf_counter()
     with readable_twice(data) as data:
