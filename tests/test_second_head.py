@@ -101,10 +101,11 @@ def test_the_router_takes_real_plain_pairs_holding_a_number_and_leaves_the_tweet
     fitting makes it now."""
     from mmscore.images.fetcher import FetchSettings, ImageFetcher
     from mmscore.images.image_cache import ImageCache
-    from mmscore.model.domain import MAIN_UNCOUNTED_FLAGS, counted_flags, fit_domain_held_out, load_domain, text_form
+    from mmscore.model.domain import load_domain, text_form
     from mmscore.model.predictor import DEFAULT_MODEL_DIR
     from mmscore.model.second_head import SecondHead
     from mmscore.training import embed_pairs, read_labelled_pairs
+    from mmscore.training.card import kept_of_training
 
     heads = (shipped, SecondHead.fit(shipped.rows))
     snli = pd.read_parquet(shared_data / "snli" / "snli_1.0_train_100k.parquet")
@@ -119,10 +120,9 @@ def test_the_router_takes_real_plain_pairs_holding_a_number_and_leaves_the_tweet
     texts = [list(tweets["text_1"]), list(tweets["text_2"])]
     fetcher = ImageFetcher(ImageCache(), settings=FetchSettings(offline=True))
     emb = embed_pairs(tweets, None, fetcher, text_encoder, image_encoder)  # the session's cache: embedded once
-    vectors = [emb.text_1, emb.text_2]
-    forms = (text_form(t) for t in texts)
-    main, held = fit_domain_held_out(*vectors, *forms, np.arange(len(tweets)) % 5, counted_flags(MAIN_UNCOUNTED_FLAGS))
-    assert not any(head.takes(*main.place(held), *vectors, *texts).any() for head in heads)
+    forms, labels = [text_form(t) for t in texts], tweets["label"].map(LABEL_INDEX).to_numpy()
+    _main, held_out, _rows = kept_of_training(emb, forms, labels, np.arange(len(tweets)) % 5)  # as training places them
+    assert not any(head.takes(*held_out, emb.text_1, emb.text_2, *texts).any() for head in heads)
 
 
 def test_the_shipped_head_was_fitted_on_snli_not_on_our_files(shipped):

@@ -31,14 +31,13 @@ import numpy as np
 DOMAIN_FILE = "domain.npz"
 NEIGHBOURS = 25
 CUT_SHARE = 0.05  # the share of held-out real pairs let fall below the cut
-FORM_FLAGS = (
-    re.compile(r"#\w"),
-    re.compile(r"@\w"),
-    re.compile(r"\d"),
-    re.compile(r"[^\x00-\x7f]"),
-    re.compile(r"https?://|www\.", re.IGNORECASE),
-)
-FLAG_NAMES = ("#", "@", "digits", "non-ASCII", "link")  # FORM_FLAGS' names, in their order
+FORM_FLAGS = {  # name -> pattern, in the order of text_form's columns (a new flag goes last: with_every_flag)
+    "#": re.compile(r"#\w"),
+    "@": re.compile(r"@\w"),
+    "digits": re.compile(r"\d"),
+    "non-ASCII": re.compile(r"[^\x00-\x7f]"),
+    "link": re.compile(r"https?://|www\.", re.IGNORECASE),
+}
 MAIN_UNCOUNTED_FLAGS = ("link",)  # the flags the main head's reference leaves out (see the module docstring)
 MIN_PAIRS = 10
 
@@ -48,7 +47,7 @@ def text_form(texts) -> np.ndarray:
     rows = []
     for text in texts:
         text = text or ""
-        rows.append([math.log1p(len(text.split())), *(1.0 if p.search(text) else 0.0 for p in FORM_FLAGS)])
+        rows.append([math.log1p(len(text.split())), *(1.0 if p.search(text) else 0.0 for p in FORM_FLAGS.values())])
     return np.asarray(rows, np.float64).reshape(len(rows), 1 + len(FORM_FLAGS))
 
 
@@ -61,11 +60,11 @@ def with_every_flag(form) -> np.ndarray:
 
 
 def counted_flags(ignored: tuple[str, ...] = ()) -> np.ndarray:
-    """``(flags,)`` bool: which of :data:`FLAG_NAMES` a reference counts (all but ``ignored``)."""
-    unknown = set(ignored) - set(FLAG_NAMES)
+    """``(flags,)`` bool: which of :data:`FORM_FLAGS` a reference counts (all but ``ignored``)."""
+    unknown = set(ignored) - set(FORM_FLAGS)
     if unknown:
-        raise ValueError(f"unknown form flags {sorted(unknown)}; known: {', '.join(FLAG_NAMES)}")
-    return np.array([name not in ignored for name in FLAG_NAMES])
+        raise ValueError(f"unknown form flags {sorted(unknown)}; known: {', '.join(FORM_FLAGS)}")
+    return np.array([name not in ignored for name in FORM_FLAGS])
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ class FormStats:
 
     def counted_names(self) -> list[str]:
         counted = np.ones(len(self.flag_p), bool) if self.counted is None else np.asarray(self.counted, bool)
-        return [name for name, kept in zip(FLAG_NAMES, counted, strict=False) if kept]
+        return [name for name, kept in zip(FORM_FLAGS, counted, strict=False) if kept]
 
 
 def unit(vectors) -> np.ndarray:
