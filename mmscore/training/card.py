@@ -158,13 +158,16 @@ def model_card(fit: MainHeadFit) -> ModelCard:
     )
 
 
-def kept_of_training(emb: PairEmbeddings, forms, y: np.ndarray, fold_ids: np.ndarray, reference_rows=None):
+def kept_of_training(
+    emb: PairEmbeddings, forms, y: np.ndarray, fold_ids: np.ndarray, reference_rows=None, uncounted=MAIN_UNCOUNTED_FLAGS
+):
     """What a model keeps of its training pairs: ``(in-domain reference, the reference rows' held-out
     (in_domain_score, in_domain), training rows)``, from the frozen text vectors, the texts' forms, the labels
     and the folds (never the texts). The reference is fitted on ``reference_rows`` only when given (an
-    extension: the base's rows, the domain its main head is calibrated for; the second head learns the new)."""
+    extension: the base's rows, the domain its main head is calibrated for; the second head learns the new).
+    ``uncounted``: the surface flags the reference leaves out."""
     keep = np.ones(len(y), bool) if reference_rows is None else np.asarray(reference_rows, bool)
-    counted = counted_flags(MAIN_UNCOUNTED_FLAGS)
+    counted = counted_flags(uncounted)
     fitted = fit_domain_held_out(
         emb.text_1[keep], emb.text_2[keep], forms[0][keep], forms[1][keep], fold_ids[keep], counted
     )
