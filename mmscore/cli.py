@@ -261,7 +261,8 @@ def train_pair_reader(
         ),
     ] = None,
 ) -> None:
-    """Train the pair reader: MiniLM reading both texts as one sequence, entailment / neutral / contradiction.
+    """Train the pair reader: a transformer reading both texts as one sequence, entailment / neutral / contradiction
+    (--encoder: MiniLM by default; the shipped reader is mpnet-base-v2, see train/README.md for its commands).
 
     Tokenisation is cached, a checkpoint is written every 250 steps (--resume continues from it), and a GPU is
     used when TensorFlow sees one. Writes OUT/pair_reader.npz with its dev accuracy.
