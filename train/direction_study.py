@@ -15,6 +15,8 @@ backward reading ``q`` (text_2 -> text_1) become the three probabilities the map
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 from study_data import DATA, ROOT
@@ -44,6 +46,7 @@ def readings(predictor) -> dict:
     if CACHE.exists():
         with np.load(CACHE) as z:
             return dict(z)
+    from mmscore.labels import LABEL_INDEX
     from mmscore.model.second_head import cosine
     from mmscore.training import read_labelled_pairs
     from mmscore.training.second_head import nli_frame
@@ -61,25 +64,19 @@ def readings(predictor) -> dict:
         out[f"{name}_p"] = predictor.nli_probabilities(t1, t2)
         out[f"{name}_q"] = predictor.nli_probabilities(t2, t1)
         if name != "snli":
-            from mmscore.labels import LABEL_INDEX
-
             out[f"{name}_y"] = frame["label"].map(LABEL_INDEX).to_numpy()
     np.savez(CACHE, **out)
     return out
 
 
-def candidate(rows, r: dict, how: str) -> dict:
+def candidate(head, r: dict, how: str) -> dict:
+    """The shipped second head with its SNLI rows read ``how``: held-out figures on them, and the tweets labelled."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    from mmscore.model.second_head import SecondHead, calibrated, cosine
+    from mmscore.model.second_head import SecondHead, calibrated
 
-    nli = combined(r["snli_p"], r["snli_q"], how)
-    rows = type(rows)(**{**rows.__dict__, "nli": nli.astype(np.float32)})
-    cos, pred = cosine(rows.vectors_1, rows.vectors_2), np.zeros(len(rows), np.int64)
-    for fold in np.unique(rows.folds):
-        test = rows.folds == fold
-        relatedness, scale, shift = SecondHead.fit_mapping(rows.subset(~test))
-        pred[test] = calibrated(SecondHead.inputs_of(cos[test], nli[test], relatedness), scale, shift).argmax(1)
+    rows = replace(head.rows, nli=combined(r["snli_p"], r["snli_q"], how).astype(np.float32))
+    pred = replace(head, rows=rows).held_out_predictions()
     relatedness, scale, shift = SecondHead.fit_mapping(rows)
 
     def label(name):
@@ -103,11 +100,11 @@ def main() -> None:
     from mmscore.model.predictor import DEFAULT_MODEL_DIR, Predictor
     from mmscore.model.second_head import load_second_head
 
-    predictor, rows = Predictor.load(), load_second_head(DEFAULT_MODEL_DIR).rows
+    predictor, head = Predictor.load(), load_second_head(DEFAULT_MODEL_DIR)
     r = readings(predictor)
-    print("forward reading as kept by the head, largest difference:", float(np.abs(r["snli_p"] - rows.nli).max()))
+    print("forward reading as kept by the head, largest difference:", float(np.abs(r["snli_p"] - head.rows.nli).max()))
     hows = ("forward", "mean", "contradiction both ways", "entailment either way")
-    print(pd.DataFrame([candidate(rows, r, how) for how in hows]).to_string(index=False))
+    print(pd.DataFrame([candidate(head, r, how) for how in hows]).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -90,11 +90,16 @@ def main(seeds: str = "5", snli_pairs: str = "1500") -> None:
     heads = rule_heads(load_second_head(DEFAULT_MODEL_DIR))
     forms = (text_form(list(data.df["text_1"])), text_form(list(data.df["text_2"])))
 
-    def kept(fold_ids, name):
-        return kept_of_training(data.emb, forms, data.y, fold_ids, uncounted=RULES[name][2])
+    def kept(fold_ids) -> dict:
+        """Per rule, the main reference and the tweets' held-out places, fitted once per set of flags it leaves out."""
+        fitted = {}
+        for *_, main in RULES.values():
+            if main not in fitted:
+                fitted[main] = kept_of_training(data.emb, forms, data.y, fold_ids, uncounted=main)[:2]
+        return {name: fitted[rule[2]] for name, rule in RULES.items()}
 
     folds = RowLayout.stratified(data.y, TrainOptions(seed=0, heads=1)).fold_ids
-    mains = {name: kept(folds, name)[0] for name in RULES}
+    mains = {name: reference for name, (reference, _held_out) in kept(folds).items()}
     print(json.dumps(snli_shares(heads, mains, data.text, int(snli_pairs)), indent=1), flush=True)
     nli = Predictor.load().nli_probabilities
     rows = []
@@ -103,8 +108,9 @@ def main(seeds: str = "5", snli_pairs: str = "1500") -> None:
         layout = RowLayout.stratified(data.y, options)
         _metrics, oof = cross_validate(data.emb, data.y, "focal", options, None, data.plan, layout)
         rows.append({"seed": seed})
+        places = kept(layout.fold_ids)
         for name, head in heads.items():
-            held_out = kept(layout.fold_ids, name)[1]
+            held_out = places[name][1]
             figures = routing_metrics(oof, data.y, layout, offered(name, held_out), head, data.df, data.emb, nli)
             rows[-1][name] = {**figures, "tweets in domain": int(held_out[1].sum())}
         print(json.dumps(rows[-1]), flush=True)

@@ -25,8 +25,8 @@ than of the main head's: each head has its own saved reference (:mod:`mmscore.mo
 rarely hold one; plain language does) and counts links (every real tweet holds one, SNLI's sentences never do).
 On real pairs (``train/routing_study.py``, 5 seeds): no held-out tweet is taken, CV macro-F1 unchanged (sending
 the 63 out of domain instead: 0.566 -> 0.559 ± 0.007), and 91 % of SNLI's own pairs holding a digit are (53 %
-when digits counted). A model without a second reference takes every row out of the
-main domain. Photos play no part in the second head: such rows are judged on their texts.
+when digits counted). A model without a second reference takes every row out of the main domain. Photos play no
+part in the second head: such rows are judged on their texts.
 """
 
 from __future__ import annotations
